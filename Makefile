@@ -1,0 +1,44 @@
+# Two commands (see README):
+#   make demo   set up .venv and run the main job on the bundled sample clip
+#   make test   lint, type-check, pytest and nbval over every notebook
+#
+# TORCH picks the PyTorch build. torch==2.13.0 from PyPI is a CUDA build on Linux x86_64,
+# a CPU/MPS build on macOS; on a CPU-only Linux laptop, save 2 GB with
+#   make demo TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest nbval clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH_INDEX) "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[notebooks,dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/omnimem demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check omnimem_ref tests notebooks
+	$(BIN)/ruff format --check omnimem_ref tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 notebooks
+
+test: lint typecheck pytest nbval
+
+clean-venv:
+	rm -rf $(VENV)
