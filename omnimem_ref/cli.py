@@ -1,4 +1,4 @@
-"""The ``omnimem`` command line: one subcommand per module in :mod:`omnimem_ref.commands`.
+"""The ``omnimem`` command line: one subcommand per module in ``omnimem_ref.commands``.
 
 User errors (:class:`~omnimem_ref.errors.OmniMemError`) are printed as one sentence and exit with
 status 2, without a traceback. Anything else is a bug and keeps its traceback.
@@ -13,28 +13,35 @@ from collections.abc import Sequence
 
 from omnimem_ref.errors import OmniMemError
 
-# subcommand name -> module in omnimem_ref.commands with `add_arguments(parser)` and `run(args)`
-SUBCOMMANDS: dict[str, str] = {
-    "generate": "generate",
-    "train-tiny": "train_tiny",
-    "demo": "demo",
-    "eval": "evaluate",
+# subcommand -> (module in omnimem_ref.commands with `add_arguments(parser)` and `run(args)`, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": (
+        "generate",
+        "write synthetic audio-visual clips (.mp4 + .wav) and their questions",
+    ),
+    "train-tiny": ("train_tiny", "train TinyOmni from scratch on freshly generated clips"),
+    "demo": ("demo", "stream a clip under a memory budget and answer its questions"),
+    "eval": ("evaluate", "accuracy of a policy at a budget on a folder of clips"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """All subcommands are listed; only the one asked for is imported (torch loads slowly)."""
     parser = argparse.ArgumentParser(prog="omnimem", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in SUBCOMMANDS.items():
-        module = importlib.import_module(f"omnimem_ref.commands.{module_name}")
-        sub = subparsers.add_parser(name, help=module.__doc__.splitlines()[0])
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"omnimem_ref.commands.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         args.run(args)
     except OmniMemError as error:

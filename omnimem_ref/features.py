@@ -70,7 +70,9 @@ def resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """
     x = torch.as_tensor(np.asarray(frames)).float().permute(0, 3, 1, 2)
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return x.permute(0, 2, 3, 1)
 
 

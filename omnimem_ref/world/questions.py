@@ -60,7 +60,12 @@ def _span(event) -> tuple[float, float]:
 def _visual(scene: Scene, clip: str, rng: np.random.Generator) -> Question:
     obj = scene.visual[int(rng.integers(len(scene.visual)))]
     return Question(
-        clip, "visual", f"what shape was the {obj.colour} object ?", SHAPES, obj.shape, (_span(obj),)
+        clip,
+        "visual",
+        f"what shape was the {obj.colour} object ?",
+        SHAPES,
+        obj.shape,
+        (_span(obj),),
     )
 
 

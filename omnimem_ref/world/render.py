@@ -49,7 +49,9 @@ def shape_mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np
         inside = (dy <= 0.8 * r) & (dy >= -r + 2 * np.abs(dx))
     elif shape == "cross":
         arm = 0.3 * r
-        inside = ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= r))
+        inside = ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | (
+            (np.abs(dy) <= arm) & (np.abs(dx) <= r)
+        )
     else:
         raise ValueError(f"unknown shape {shape!r}")
     mask[y0:y1, x0:x1] = inside.reshape(y1 - y0, 4, x1 - x0, 4).mean(axis=(1, 3))
@@ -67,8 +69,9 @@ def render_frame(scene: Scene, t: float, size: int = 128) -> np.ndarray:
     """The frame at time ``t`` seconds, as uint8 RGB of shape (size, size, 3)."""
     drift = 1.0 + 0.04 * np.sin(2 * np.pi * t / 47.0 + scene.texture_seed % 7)
     noise_rng = np.random.default_rng([scene.texture_seed, int(round(t * 1000))])
-    frame = background(scene.texture_seed, size) * drift
-    frame = frame + noise_rng.normal(0.0, 2.0, size=frame.shape).astype(np.float32)
+    frame = noise_rng.standard_normal((size, size, 3), dtype=np.float32)
+    frame *= 2.0
+    frame += background(scene.texture_seed, size) * np.float32(drift)
     for event in scene.objects_at(t):
         cx, cy = object_centre(event, size)
         alpha = shape_mask(event.shape, size, cx, cy, OBJECT_RADIUS * size)[..., None]
@@ -80,7 +83,8 @@ def render_waveform(scene: Scene, sample_rate: int = 16000) -> np.ndarray:
     """The clip's audio as float32 mono samples in [-1, 1]."""
     n = int(round(scene.duration * sample_rate))
     rng = np.random.default_rng([scene.texture_seed, 1])
-    wave = rng.normal(0.0, NOISE_STD, size=n).astype(np.float32)
+    wave = rng.standard_normal(n, dtype=np.float32)
+    wave *= NOISE_STD
     fade = int(FADE_SECONDS * sample_rate)
     for tone in scene.audio:
         a, b = int(tone.onset * sample_rate), min(n, int(tone.offset * sample_rate))

@@ -60,9 +60,7 @@ class Scene:
         return Scene(
             duration=float(d["duration"]),
             texture_seed=int(d["texture_seed"]),
-            visual=tuple(
-                VisualEvent(**{**v, "jitter": tuple(v["jitter"])}) for v in d["visual"]
-            ),
+            visual=tuple(VisualEvent(**{**v, "jitter": tuple(v["jitter"])}) for v in d["visual"]),
             audio=tuple(AudioEvent(**a) for a in d["audio"]),
         )
 

@@ -1,0 +1,104 @@
+"""Stream a clip through TinyOmni with a compression policy and answer its questions.
+
+By default it streams the first bundled sample clip, prints each question with the truth and the
+model's answer, and writes a PNG of KV memory per modality over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from omnimem_ref.budget import parse_budget
+from omnimem_ref.dataset import load_dataset
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.evaluation import warn_if_longer_than_trained
+from omnimem_ref.media import load_clip
+from omnimem_ref.model.checkpoint import load_model
+from omnimem_ref.plots import plot_memory
+from omnimem_ref.policies import make_policy
+from omnimem_ref.streaming.session import StreamingSession
+from omnimem_ref.streaming.stream import StreamInputs
+
+SAMPLE_CLIP = Path(__file__).resolve().parents[2] / "data_samples" / "tiny" / "clip_0000.mp4"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clip", default=str(SAMPLE_CLIP), help="an .mp4 (default: a bundled sample)"
+    )
+    parser.add_argument("--policy", default="full", help="compression policy name")
+    parser.add_argument("--budget", help="KV tokens per layer (e.g. 200) or a fraction (e.g. 0.1)")
+    parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
+    parser.add_argument("--out", default="outputs", help="folder for the memory plot")
+
+
+def run(args: argparse.Namespace) -> None:
+    policy = make_policy(args.policy)
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    model, tokenizer = load_model(args.checkpoint)
+    clip_path = Path(args.clip)
+    spec = model.config.feature_spec
+    clip = load_clip(clip_path, spec)
+    inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
+    warn_if_longer_than_trained(model, inputs.duration)
+    probe = StreamingSession(model, tokenizer)
+    full_tokens = probe.prefix_length + inputs.n_steps * inputs.tokens_per_step
+    tokens = budget.resolve(full_tokens) if budget is not None else None
+    session = StreamingSession(model, tokenizer, policy, tokens)
+    reports = session.stream(inputs)
+    print(
+        f"{clip_path.name}: {inputs.duration:g} s, {inputs.n_steps} steps, "
+        f"{full_tokens} tokens with full memory; policy {args.policy}, budget {tokens or 'none'}"
+    )
+    if tokens is not None and tokens >= full_tokens:
+        print("note: the budget holds the whole stream, so nothing was evicted.")
+    last = reports[-1]
+    print(
+        "memory at the end: "
+        + ", ".join(f"{m} {v:.0f}" for m, v in last.tokens.items())
+        + f" tokens per layer ({last.total_bytes:,} bytes)"
+    )
+    _answer_questions(session, clip_path)
+    out = _save_plot(reports, tokens, Path(args.out), clip_path.stem, args.policy)
+    print(f"wrote {out}")
+
+
+def _answer_questions(session: StreamingSession, clip_path: Path) -> None:
+    try:
+        questions, _, _ = load_dataset(clip_path.parent)
+    except OmniMemError:
+        print("(no questions.json beside the clip: nothing to ask)")
+        return
+    correct = 0
+    mine = [q for q in questions if q.clip == clip_path.stem]
+    for q in mine:
+        answer = session.answer(q.question, q.options)
+        correct += answer.choice == q.answer
+        mark = "ok " if answer.choice == q.answer else "XX "
+        print(
+            f"  {mark}[{q.family:<8}] {q.question}  truth: {q.answer:<8} model: {answer.choice}"
+            f" ({100 * answer.probabilities[answer.choice]:.0f}%)"
+        )
+    if mine:
+        print(f"{correct}/{len(mine)} correct")
+
+
+def _save_plot(reports, budget: int | None, out_dir: Path, stem: str, policy: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    plot_memory(reports, budget, ax)
+    ax.set_title(f"KV memory while streaming {stem} ({policy})")
+    fig.tight_layout()
+    path = out_dir / f"{stem}_{policy}_memory.png"
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

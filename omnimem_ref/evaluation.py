@@ -1,0 +1,119 @@
+"""Accuracy of a policy at a budget on a folder of generated clips.
+
+Every clip is streamed once through a :class:`~omnimem_ref.streaming.session.StreamingSession`
+with the policy and budget, then all of its questions are asked of the compressed memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from omnimem_ref.budget import Budget
+from omnimem_ref.dataset import load_dataset
+from omnimem_ref.media import load_clip
+from omnimem_ref.model.modeling import TinyOmniModel
+from omnimem_ref.policies import make_policy
+from omnimem_ref.streaming.session import StreamingSession
+from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.world import FAMILIES
+
+
+@dataclass
+class EvalResult:
+    policy: str
+    budget: str | None
+    n: int
+    accuracy: float
+    by_family: dict[str, float]
+    peak_kv_tokens: int
+    peak_kv_bytes: int
+    budget_exceeds_stream: int  # clips where the budget held the whole stream: nothing evicted
+    predictions: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "predictions"}
+
+
+def kv_bytes_per_token(model: TinyOmniModel) -> int:
+    """Keys + values of one token over all layers, in the model's dtype."""
+    text = model.config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    element = next(model.parameters()).element_size()
+    return 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * element
+
+
+def evaluate(
+    model: TinyOmniModel,
+    tokenizer: Tokenizer,
+    data_dir: str | Path,
+    policy: str = "full",
+    budget: Budget | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> EvalResult:
+    """Stream every clip of ``data_dir`` under ``policy`` and ``budget``; ask all its questions."""
+    make_policy(policy)  # refuse an unknown name before any work
+    questions, _, _ = load_dataset(data_dir)
+    by_clip: dict[str, list] = defaultdict(list)
+    for q in questions:
+        by_clip[q.clip].append(q)
+    clips = sorted(by_clip)[:limit]
+    spec = model.config.feature_spec
+    predictions, peak, too_big = [], 0, 0
+    for clip_name in tqdm(clips, disable=not progress, desc=f"eval {policy}"):
+        clip = load_clip(Path(data_dir) / f"{clip_name}.mp4", spec)
+        inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
+        warn_if_longer_than_trained(model, inputs.duration)
+        session = StreamingSession(model, tokenizer, make_policy(policy))
+        full_tokens = session.prefix_length + inputs.n_steps * inputs.tokens_per_step
+        if budget is not None:
+            tokens = budget.resolve(full_tokens)
+            too_big += tokens >= full_tokens
+            session = StreamingSession(model, tokenizer, make_policy(policy), tokens)
+        reports = session.stream(inputs)
+        peak = max(peak, max(r.peak_tokens for r in reports))
+        for q in by_clip[clip_name]:
+            answer = session.answer(q.question, q.options)
+            predictions.append({**q.to_dict(), "prediction": answer.choice})
+    return _summarise(model, policy, budget, predictions, peak, too_big)
+
+
+def warn_if_longer_than_trained(model: TinyOmniModel, seconds: float) -> None:
+    trained = model.config.max_seconds
+    if seconds > trained:
+        warnings.warn(
+            f"This clip lasts {seconds:g} s but the model was trained on clips up to "
+            f"{trained:g} s; answers may be unreliable.",
+            stacklevel=2,
+        )
+
+
+def _summarise(
+    model: TinyOmniModel,
+    policy: str,
+    budget: Budget | None,
+    predictions: list[dict],
+    peak: int,
+    too_big: int,
+) -> EvalResult:
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for p in predictions:
+        hits[p["family"]].append(p["prediction"] == p["answer"])
+    every = [h for family in hits.values() for h in family]
+    return EvalResult(
+        policy=policy,
+        budget=None if budget is None else str(budget),
+        n=len(every),
+        accuracy=sum(every) / max(1, len(every)),
+        by_family={f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if hits[f]},
+        peak_kv_tokens=peak,
+        peak_kv_bytes=peak * kv_bytes_per_token(model),
+        budget_exceeds_stream=too_big,
+        predictions=predictions,
+    )

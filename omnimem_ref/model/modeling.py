@@ -1,0 +1,113 @@
+"""TinyOmni: a small audio-visual LLM whose language backbone is a stock transformers Qwen2.
+
+Each clip becomes a time-interleaved token stream, as in Qwen2.5-Omni: for each 2-second step,
+the 16 patch tokens of one frame, then the 2 tokens of that step's audio. Encoders turn patches
+and log-mel windows into vectors the size of the backbone's word embeddings; every stream token
+also gets an embedding of its modality and of its time in seconds (so the model can tell
+*when* something happened after memory has been compressed and positions have gaps).
+
+The small linear "probes" predict what each token shows (colour and shape of the object in a
+patch; pitch, loudness and the on-screen colour for an audio token). They only train the model
+(dense supervision makes a tiny model learn in minutes); answers never use them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, Qwen2ForCausalLM, Qwen2Model
+
+from omnimem_ref.model.configuration import TinyOmniConfig
+from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
+
+TEXT, VISUAL, AUDIO = 0, 1, 2
+MODALITY_NAMES = ("text", "visual", "audio")
+
+# Probe outputs: class 0 means "nothing here".
+VISUAL_PROBE_CLASSES = {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1}
+AUDIO_PROBE_CLASSES = {"pitch": len(PITCHES) + 1, "loudness": 3, "on_screen": len(COLOURS) + 1}
+
+
+def time_features(seconds: torch.Tensor, max_seconds: float = 120.0) -> torch.Tensor:
+    """(..., ) seconds -> (..., 7): a linear ramp plus sinusoids at 8, 32 and 128 s periods."""
+    t = seconds.float().unsqueeze(-1)
+    periods = torch.tensor([8.0, 32.0, 128.0], device=t.device)
+    angles = 2 * math.pi * t / periods
+    return torch.cat([t / max_seconds, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class TokenEncoder(nn.Module):
+    """Flattened patch or log-mel window -> one token embedding (a two-layer MLP)."""
+
+    def __init__(self, input_dim: int, hidden_size: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(input_dim),
+            nn.Linear(input_dim, hidden_size),
+            nn.GELU(),
+            nn.Linear(hidden_size, hidden_size),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TinyOmniModel(PreTrainedModel):
+    """Audio-visual front end + ``Qwen2ForCausalLM``. See the module docstring."""
+
+    config_class = TinyOmniConfig
+    base_model_prefix = "tinyomni"
+    _supports_sdpa = True
+
+    def __init__(self, config: TinyOmniConfig) -> None:
+        super().__init__(config)
+        spec = config.feature_spec
+        hidden = config.text_config.hidden_size
+        self.language_model = Qwen2ForCausalLM(config.text_config)
+        self.vision_encoder = TokenEncoder(spec.patch_dim, hidden)
+        self.audio_encoder = TokenEncoder(spec.audio_dim, hidden)
+        self.patch_embedding = nn.Embedding(spec.visual_tokens_per_step, hidden)
+        self.modality_embedding = nn.Embedding(3, hidden)
+        self.time_embedding = nn.Linear(7, hidden)
+        n_visual = sum(VISUAL_PROBE_CLASSES.values())
+        n_audio = sum(AUDIO_PROBE_CLASSES.values())
+        self.visual_probe = nn.ModuleDict(
+            {"encoder": nn.Linear(hidden, n_visual), "backbone": nn.Linear(hidden, n_visual)}
+        )
+        self.audio_probe = nn.ModuleDict(
+            {"encoder": nn.Linear(hidden, n_audio), "backbone": nn.Linear(hidden, n_audio)}
+        )
+        self.post_init()
+
+    @property
+    def backbone(self) -> Qwen2Model:
+        """The decoder stack whose KV cache is compressed."""
+        return self.language_model.model
+
+    def embed_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.language_model.get_input_embeddings()(token_ids)
+
+    def _stream_embedding(self, modality: int, seconds: torch.Tensor) -> torch.Tensor:
+        kind = self.modality_embedding.weight[modality]
+        when = self.time_embedding(time_features(seconds, self.config.max_seconds))
+        return kind + when
+
+    def encode_visual(self, patches: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
+        """(..., steps, P, patch_dim) patches at (..., steps) times -> (..., steps, P, hidden)."""
+        tokens = self.vision_encoder(patches) + self.patch_embedding.weight
+        return tokens + self._stream_embedding(VISUAL, seconds).unsqueeze(-2)
+
+    def encode_audio(self, windows: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
+        """(..., steps, A, audio_dim) windows at (..., steps, A) times -> (..., steps, A, hidden)."""
+        return self.audio_encoder(windows) + self._stream_embedding(AUDIO, seconds)
+
+    def interleave(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(..., steps, P, h) and (..., steps, A, h) -> (..., steps * (P + A), h), step by step."""
+        both = torch.cat([visual, audio], dim=-2)
+        return both.flatten(-3, -2)
+
+    def answer_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states -> vocabulary logits (the tied LM head)."""
+        return self.language_model.lm_head(hidden)

@@ -1,0 +1,82 @@
+"""A word-level tokenizer for the synthetic world's prompts, questions and answers.
+
+Built with the ``tokenizers`` library from the closed vocabulary of the world (every word any
+question template or answer can use), and saved as a standard ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import WhitespaceSplit
+
+from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
+PROMPT = "<bos> watch the clip and listen to it ."
+QUESTION_PREFIX = "question :"
+ANSWER_SUFFIX = "answer :"
+
+TEMPLATE_WORDS = [
+    "watch",
+    "the",
+    "clip",
+    "and",
+    "listen",
+    "to",
+    "it",
+    ".",
+    "question",
+    ":",
+    "answer",
+    ":",
+    "?",
+    "what",
+    "shape",
+    "was",
+    "object",
+    "pitch",
+    "of",
+    "loudest",
+    "tone",
+    "colour",
+    "on",
+    "screen",
+    "when",
+    "played",
+    "which",
+    "came",
+    "first",
+    "or",
+]
+
+
+def vocabulary() -> list[str]:
+    words = [*SPECIAL_TOKENS, *TEMPLATE_WORDS, *COLOURS, *SHAPES, *PITCHES]
+    return list(dict.fromkeys(words))  # de-duplicated, order kept
+
+
+def build_tokenizer() -> Tokenizer:
+    vocab = {word: i for i, word in enumerate(vocabulary())}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = WhitespaceSplit()
+    return tokenizer
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    return Tokenizer.from_file(str(Path(directory) / "tokenizer.json"))
+
+
+def question_text(question: str) -> str:
+    """The text the model reads after the stream; the answer is read at its last token."""
+    return f"{QUESTION_PREFIX} {question} {ANSWER_SUFFIX}"
+
+
+def encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of ``text``; refuses words outside the vocabulary instead of guessing."""
+    unknown = [word for word in text.split() if tokenizer.token_to_id(word) is None]
+    if unknown:
+        raise ValueError(f"words outside the model's vocabulary: {unknown}")
+    return tokenizer.encode(text).ids

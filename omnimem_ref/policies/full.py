@@ -1,0 +1,18 @@
+"""``full``: keep everything. The upper bound every policy is measured against."""
+
+from __future__ import annotations
+
+import torch
+
+from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
+from omnimem_ref.streaming.memory import KVMemory
+
+
+class FullMemory(CompressionPolicy):
+    """Never evicts: memory grows linearly with the stream."""
+
+    name = "full"
+
+    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
+        everything = torch.arange(len(memory))
+        return everything.expand(memory.n_layers, -1)

@@ -1,0 +1,120 @@
+"""The KV memory: transformers' own ``DynamicCache`` plus what each cached token is.
+
+Every layer may keep a different set of tokens, so the metadata (modality, time, patch index,
+original position) is stored per layer, as ``(layers, tokens)`` tensors kept in the same order as
+the cache's key/value rows. :meth:`KVMemory.keep` gathers both with the same indices; that single
+gather is what keeps a survival map truthful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from omnimem_ref.model.modeling import MODALITY_NAMES
+
+
+@dataclass
+class TokenMeta:
+    """Per-token facts, each a tensor of shape (tokens,) or (layers, tokens)."""
+
+    modality: torch.Tensor  # TEXT, VISUAL or AUDIO
+    seconds: torch.Tensor  # time in the clip; -1 for text
+    patch: torch.Tensor  # grid cell of a visual token; -1 otherwise
+    position: torch.Tensor  # original position in the stream (RoPE position)
+
+    def __len__(self) -> int:
+        return int(self.position.shape[-1])
+
+    def map(self, fn) -> TokenMeta:
+        return TokenMeta(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
+
+class KVMemory:
+    """A ``DynamicCache`` with per-layer token metadata aligned row for row."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers = n_layers
+        self.cache = DynamicCache()
+        self.meta: TokenMeta | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.meta is None else len(self.meta)
+
+    def _layers(self) -> list[DynamicLayer]:
+        return self.cache.layers  # type: ignore[return-value]  # always DynamicLayer here
+
+    def record(self, new: TokenMeta) -> None:
+        """Note the metadata of tokens the backbone has just appended to the cache."""
+        per_layer = new.map(lambda x: x.unsqueeze(0).expand(self.n_layers, -1))
+        if self.meta is None:
+            self.meta = per_layer.map(lambda x: x.clone())
+        else:
+            old = self.meta
+            self.meta = TokenMeta(
+                **{
+                    f.name: torch.cat([getattr(old, f.name), getattr(per_layer, f.name)], dim=1)
+                    for f in fields(TokenMeta)
+                }
+            )
+        self.check_aligned()
+
+    def keep(self, indices: torch.Tensor) -> None:
+        """Keep rows ``indices[layer]`` (ascending) of every layer; evict the rest."""
+        if indices.shape[0] != self.n_layers:
+            raise ValueError(f"expected kept indices for {self.n_layers} layers")
+        assert self.meta is not None
+        for layer, kept in zip(self._layers(), indices, strict=True):
+            assert layer.keys is not None and layer.values is not None
+            layer.keys = layer.keys[:, :, kept]
+            layer.values = layer.values[:, :, kept]
+        self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
+        self.check_aligned()
+
+    def drop_last(self, n: int) -> None:
+        """Forget the last ``n`` tokens of every layer (used after answering a question)."""
+        if n:
+            self.cache.crop(-n)
+            assert self.meta is not None
+            self.meta = self.meta.map(lambda x: x[:, :-n])
+            self.check_aligned()
+
+    def check_aligned(self) -> None:
+        for layer in self._layers():
+            if layer.keys is None or layer.keys.shape[-2] != len(self):
+                raise AssertionError("KV cache and token metadata are out of step")
+
+    def layer_keys(self, layer: int) -> torch.Tensor:
+        """(kv_heads, tokens, head_dim) keys of one layer (RoPE already applied)."""
+        keys = self._layers()[layer].keys
+        assert keys is not None
+        return keys[0]
+
+    def layer_values(self, layer: int) -> torch.Tensor:
+        """(kv_heads, tokens, head_dim) values of one layer."""
+        values = self._layers()[layer].values
+        assert values is not None
+        return values[0]
+
+    def tokens_by_modality(self) -> dict[str, float]:
+        """Tokens held per modality, averaged over layers."""
+        if self.meta is None:
+            return {name: 0.0 for name in MODALITY_NAMES}
+        return {
+            name: float((self.meta.modality == m).sum()) / self.n_layers
+            for m, name in enumerate(MODALITY_NAMES)
+        }
+
+    def bytes_by_modality(self) -> dict[str, int]:
+        """Bytes of keys and values held per modality, summed over layers."""
+        if self.meta is None or not self.cache.layers:
+            return {name: 0 for name in MODALITY_NAMES}
+        keys = self.layer_keys(0)
+        per_token_per_layer = 2 * keys.shape[0] * keys.shape[-1] * keys.element_size()
+        return {
+            name: int((self.meta.modality == m).sum()) * per_token_per_layer
+            for m, name in enumerate(MODALITY_NAMES)
+        }

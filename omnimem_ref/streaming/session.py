@@ -1,0 +1,191 @@
+"""StreamingSession: feed a clip chunk by chunk, keep memory within budget, answer questions.
+
+The protocol (DESIGN.md §4):
+
+1. The prompt prefix is written to memory first.
+2. Each chunk (one or more 2-second steps: frame tokens, then audio tokens) is run through the
+   backbone with explicit ``position_ids`` (original positions keep counting after evictions)
+   and an explicit 4D mask (all of memory visible, causal inside the chunk). Its keys and values
+   are appended to transformers' ``DynamicCache``.
+3. If a layer now holds more than ``budget`` tokens, the policy picks which to keep.
+4. A question is appended the same way, its answer read from the logits of the option words,
+   and its tokens are then dropped again, so memory is the same for every question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tokenizers import Tokenizer
+
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.model.modeling import TEXT, TinyOmniModel
+from omnimem_ref.model.tokenizer import PROMPT, encode, question_text
+from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
+from omnimem_ref.policies.full import FullMemory
+from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
+from omnimem_ref.streaming.memory import KVMemory, TokenMeta
+from omnimem_ref.streaming.stream import StreamInputs
+
+
+@dataclass
+class MemoryReport:
+    """Memory after one chunk: the peak before compression and what stayed after it."""
+
+    step: int  # last step of the chunk
+    seconds: float  # stream time at the end of the chunk
+    peak_tokens: int  # per layer, before compression
+    tokens: dict[str, float]  # per modality, per layer (mean over layers), after compression
+    bytes: dict[str, int]  # per modality, all layers, after compression
+    compressed: bool
+
+    @property
+    def total_tokens(self) -> float:
+        return sum(self.tokens.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+@dataclass
+class Answer:
+    choice: str
+    probabilities: dict[str, float]
+
+
+class StreamingSession:
+    """One pass over one clip with a bounded KV memory. See the module docstring."""
+
+    def __init__(
+        self,
+        model: TinyOmniModel,
+        tokenizer: Tokenizer,
+        policy: CompressionPolicy | None = None,
+        budget: int | None = None,
+        steps_per_chunk: int = 1,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.policy = policy or FullMemory()
+        self.steps_per_chunk = steps_per_chunk
+        self.memory = KVMemory(model.config.text_config.num_hidden_layers)
+        self.next_position = 0
+        self.reports: list[MemoryReport] = []
+        # (positions of the tokens appended, positions in memory per layer just before): enough to
+        # replay this session's evictions as attention masks (see `replay_visibility`).
+        self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
+        prompt = torch.tensor(encode(tokenizer, PROMPT))
+        self.prefix_length = len(prompt)
+        if budget is not None and budget < self.prefix_length:
+            raise OmniMemError(
+                f"A budget of {budget} tokens cannot even hold the {self.prefix_length}-token "
+                f"prompt prefix; use a budget of at least {self.prefix_length}."
+            )
+        self.budget = budget
+        meta = _text_meta(len(prompt), 0)
+        self.history.append((meta.position, torch.zeros(self.memory.n_layers, 0, dtype=torch.long)))
+        self._append(self.model.embed_text(prompt), meta)
+
+    @torch.no_grad()
+    def _append(self, embeddings: torch.Tensor, meta: TokenMeta) -> tuple[torch.Tensor, ...]:
+        """Run ``embeddings`` (tokens, hidden) after memory; return each layer's input and the
+        final hidden states (the tuple transformers calls ``hidden_states``)."""
+        n_chunk = embeddings.shape[0]
+        visible = chunk_visibility(len(self.memory), n_chunk)
+        mask = attention_mask(visible, self.model.backbone.config, embeddings.dtype)
+        out = self.model.backbone(
+            inputs_embeds=embeddings.unsqueeze(0),
+            attention_mask=mask,
+            position_ids=meta.position.unsqueeze(0),
+            cache=self.memory.cache,
+            use_cache=True,
+            output_hidden_states=True,
+        )
+        self.memory.record(meta)
+        self.next_position = int(meta.position[-1]) + 1
+        return out.hidden_states
+
+    def feed(self, inputs: StreamInputs, steps: range) -> MemoryReport:
+        """Write the tokens of ``steps`` to memory, then compress to the budget if needed."""
+        model = self.model
+        seconds_v = inputs.frame_seconds()[steps.start : steps.stop]
+        seconds_a = inputs.audio_seconds()[steps.start : steps.stop]
+        with torch.no_grad():
+            visual = model.encode_visual(inputs.patches[steps.start : steps.stop], seconds_v)
+            audio = model.encode_audio(inputs.audio[steps.start : steps.stop], seconds_a)
+            tokens = model.interleave(visual, audio)
+        meta = inputs.step_meta(steps, self.next_position)
+        assert self.memory.meta is not None
+        self.history.append((meta.position, self.memory.meta.position.clone()))
+        hidden_states = self._append(tokens, meta)
+        peak = len(self.memory)
+        compressed = self.budget is not None and peak > self.budget
+        if compressed:
+            assert self.budget is not None
+            context = ChunkContext(model, hidden_states[:-1], meta.position)
+            kept = self.policy.select(self.memory, self.budget, context)
+            self.memory.keep(kept)
+        report = MemoryReport(
+            step=steps.stop - 1,
+            seconds=steps.stop * inputs.spec.step_seconds,
+            peak_tokens=peak,
+            tokens=self.memory.tokens_by_modality(),
+            bytes=self.memory.bytes_by_modality(),
+            compressed=compressed,
+        )
+        self.reports.append(report)
+        return report
+
+    def stream(
+        self, inputs: StreamInputs, on_chunk: Callable[[MemoryReport], None] | None = None
+    ) -> list[MemoryReport]:
+        """Feed the whole clip, ``steps_per_chunk`` steps at a time."""
+        for start in range(0, inputs.n_steps, self.steps_per_chunk):
+            report = self.feed(
+                inputs, range(start, min(start + self.steps_per_chunk, inputs.n_steps))
+            )
+            if on_chunk is not None:
+                on_chunk(report)
+        return self.reports
+
+    @torch.no_grad()
+    def answer(self, question: str, options: Sequence[str]) -> Answer:
+        """Score each option by the logit of its word after the question; memory is unchanged."""
+        ids = torch.tensor(encode(self.tokenizer, question_text(question)))
+        option_ids = torch.tensor([encode(self.tokenizer, option)[0] for option in options])
+        hidden_states = self._append(
+            self.model.embed_text(ids), _text_meta(len(ids), self.next_position)
+        )
+        self.memory.drop_last(len(ids))
+        self.next_position -= len(ids)
+        logits = self.model.answer_logits(hidden_states[-1][0, -1])[option_ids]
+        probabilities = logits.softmax(-1)
+        choice = options[int(probabilities.argmax())]
+        return Answer(choice, dict(zip(options, probabilities.tolist(), strict=True)))
+
+    def replay_visibility(self) -> torch.Tensor:
+        """(layers, T, T) booleans over the T tokens streamed so far: which token each token
+        could see in each layer when it was processed.
+
+        One forward pass over the whole sequence with these masks gives exactly the streaming
+        session's hidden states (the basis of budget-aware fine-tuning, and a test).
+        """
+        n = self.next_position
+        visible = torch.zeros(self.memory.n_layers, n, n, dtype=torch.bool)
+        for new, before in self.history:
+            for layer in range(self.memory.n_layers):
+                visible[layer, new.unsqueeze(1), before[layer].unsqueeze(0)] = True
+            visible[:, new.unsqueeze(1), new.unsqueeze(0)] = new.unsqueeze(1) >= new.unsqueeze(0)
+        return visible
+
+
+def _text_meta(n: int, first_position: int) -> TokenMeta:
+    return TokenMeta(
+        modality=torch.full((n,), TEXT),
+        seconds=torch.full((n,), -1.0),
+        patch=torch.full((n,), -1),
+        position=first_position + torch.arange(n),
+    )

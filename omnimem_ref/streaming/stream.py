@@ -1,0 +1,70 @@
+"""A clip as the model reads it: per-step patch tokens and audio tokens, with their times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from omnimem_ref.features import FeatureSpec, audio_tokens, frame_patches
+from omnimem_ref.model.modeling import AUDIO, VISUAL
+from omnimem_ref.streaming.memory import TokenMeta
+
+
+@dataclass
+class StreamInputs:
+    """Encoder inputs for every step of a clip.
+
+    ``patches``: (steps, grid*grid, patch_dim); ``audio``: (steps, audio_tokens_per_step,
+    audio_dim). Step ``k`` covers seconds ``[k * step, (k + 1) * step)``; its frame is the one at
+    the step's midpoint and its audio tokens cover equal consecutive windows.
+    """
+
+    patches: torch.Tensor
+    audio: torch.Tensor
+    spec: FeatureSpec
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.patches.shape[0])
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.spec.visual_tokens_per_step + self.spec.audio_tokens_per_step
+
+    @property
+    def duration(self) -> float:
+        return self.n_steps * self.spec.step_seconds
+
+    def frame_seconds(self) -> torch.Tensor:
+        """(steps,) time of each step's frame: the step's midpoint."""
+        return (torch.arange(self.n_steps) + 0.5) * self.spec.step_seconds
+
+    def audio_seconds(self) -> torch.Tensor:
+        """(steps, A) time of each audio token: the midpoint of its window."""
+        a = self.spec.audio_tokens_per_step
+        window = self.spec.step_seconds / a
+        starts = torch.arange(self.n_steps).unsqueeze(1) * self.spec.step_seconds
+        return starts + (torch.arange(a) + 0.5) * window
+
+    @staticmethod
+    def from_arrays(frames: np.ndarray, waveform: np.ndarray, spec: FeatureSpec) -> StreamInputs:
+        """uint8 frames (one per step, any size) and a mono waveform at ``spec.sample_rate``."""
+        n_steps = len(frames)
+        return StreamInputs(
+            frame_patches(frames, spec), audio_tokens(waveform, spec, n_steps), spec
+        )
+
+    def step_meta(self, steps: range, first_position: int) -> TokenMeta:
+        """Metadata of the tokens of ``steps``, in stream order (frame tokens, then audio)."""
+        p, a = self.spec.visual_tokens_per_step, self.spec.audio_tokens_per_step
+        n = len(steps)
+        frame_t, audio_t = self.frame_seconds()[steps.start : steps.stop], self.audio_seconds()
+        seconds = torch.cat(
+            [frame_t.unsqueeze(1).expand(n, p), audio_t[steps.start : steps.stop]], dim=1
+        )
+        modality = torch.tensor([VISUAL] * p + [AUDIO] * a).expand(n, -1)
+        patch = torch.tensor(list(range(p)) + [-1] * a).expand(n, -1)
+        position = first_position + torch.arange(n * (p + a))
+        return TokenMeta(modality.flatten(), seconds.flatten(), patch.flatten(), position)

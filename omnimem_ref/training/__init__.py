@@ -1,0 +1,1 @@
+"""Training TinyOmni on the synthetic world (and, later, budget-aware fine-tuning)."""

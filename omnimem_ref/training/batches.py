@@ -1,0 +1,139 @@
+"""Training batches, rendered straight from sampled scenes (no files, same pixels and samples).
+
+A batch holds clips of one duration, so their streams line up without padding. Each clip comes
+with up to one question per family and with per-token targets for the model's probes: the colour
+and shape in each patch, and the pitch, loudness and on-screen colour for each audio token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.tokenizer import encode, question_text
+from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.world import (
+    COLOURS,
+    FAMILIES,
+    PITCHES,
+    SHAPES,
+    Scene,
+    make_questions,
+    render_frame,
+    render_waveform,
+    sample_scene,
+)
+
+MAX_OPTIONS = 4
+IGNORE = -100
+
+
+@dataclass
+class Batch:
+    patches: torch.Tensor  # (B, steps, P, patch_dim)
+    audio: torch.Tensor  # (B, steps, A, audio_dim)
+    visual_targets: torch.Tensor  # (B, steps, P, 2): colour, shape (0 = none)
+    audio_targets: torch.Tensor  # (B, steps, A, 3): pitch, loudness, on-screen colour
+    question_ids: torch.Tensor  # (B, Q, L) token ids, padded with 0
+    question_last: torch.Tensor  # (B, Q) index of each question's last token
+    option_ids: torch.Tensor  # (B, Q, MAX_OPTIONS) token ids, padded with 0
+    option_valid: torch.Tensor  # (B, Q, MAX_OPTIONS) bool
+    answer_index: torch.Tensor  # (B, Q) index of the true option, IGNORE if no question
+    families: list[list[str]]
+
+    def to(self, device: str | torch.device) -> Batch:
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
+
+def clip_targets(scene: Scene, spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token probe targets read off the scene at each token's time."""
+    inputs = StreamInputs(torch.zeros(spec.n_steps(scene.duration), 1, 1), torch.zeros(0), spec)
+    colours, shapes, pitches = list(COLOURS), list(SHAPES), list(PITCHES)
+    n_steps, n_patches = inputs.n_steps, spec.visual_tokens_per_step
+    visual = torch.zeros(n_steps, n_patches, 2, dtype=torch.long)
+    audio = torch.zeros(n_steps, spec.audio_tokens_per_step, 3, dtype=torch.long)
+    for k, t in enumerate(inputs.frame_seconds().tolist()):
+        on_screen = scene.objects_at(t)
+        for obj in on_screen:
+            visual[k, obj.cell] = torch.tensor(
+                [colours.index(obj.colour) + 1, shapes.index(obj.shape) + 1]
+            )
+        for j, ta in enumerate(inputs.audio_seconds()[k].tolist()):
+            for tone in scene.tones_at(ta):
+                colour = colours.index(on_screen[0].colour) + 1 if on_screen else 0
+                audio[k, j] = torch.tensor([pitches.index(tone.pitch) + 1, 1 + tone.loud, colour])
+    return visual, audio
+
+
+def make_batch(
+    rng: np.random.Generator,
+    tokenizer: Tokenizer,
+    spec: FeatureSpec,
+    batch_size: int,
+    duration: float,
+    frame_size: int = 128,
+) -> Batch:
+    """``batch_size`` fresh clips of ``duration`` seconds, with all their questions."""
+    n_steps = spec.n_steps(duration)
+    patches, audio, visual_t, audio_t, questions = [], [], [], [], []
+    for _ in range(batch_size):
+        n_visual = int(rng.integers(2, min(len(COLOURS), n_steps // 2) + 1))
+        scene = sample_scene(rng, duration, n_visual, int(rng.integers(1, len(PITCHES) + 1)))
+        frames = np.stack([render_frame(scene, t, frame_size) for t in spec.frame_times(duration)])
+        inputs = StreamInputs.from_arrays(frames, render_waveform(scene, spec.sample_rate), spec)
+        patches.append(inputs.patches)
+        audio.append(inputs.audio)
+        v, a = clip_targets(scene, spec)
+        visual_t.append(v)
+        audio_t.append(a)
+        by_family = {q.family: q for q in make_questions(scene, "train", rng)}
+        questions.append([by_family.get(f) for f in FAMILIES])
+    ids, last, option_ids, valid, answer = _question_tensors(tokenizer, questions)
+    return Batch(
+        patches=torch.stack(patches),
+        audio=torch.stack(audio),
+        visual_targets=torch.stack(visual_t),
+        audio_targets=torch.stack(audio_t),
+        question_ids=ids,
+        question_last=last,
+        option_ids=option_ids,
+        option_valid=valid,
+        answer_index=answer,
+        families=[[q.family for q in qs if q is not None] for qs in questions],
+    )
+
+
+def _question_tensors(
+    tokenizer: Tokenizer, questions: list[list]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_q = len(FAMILIES)
+    encoded = [
+        [encode(tokenizer, question_text(q.question)) if q else [0] for q in qs] for qs in questions
+    ]
+    length = max(len(ids) for qs in encoded for ids in qs)
+    b = len(questions)
+    ids = torch.zeros(b, n_q, length, dtype=torch.long)
+    last = torch.zeros(b, n_q, dtype=torch.long)
+    option_ids = torch.zeros(b, n_q, MAX_OPTIONS, dtype=torch.long)
+    valid = torch.zeros(b, n_q, MAX_OPTIONS, dtype=torch.bool)
+    answer = torch.full((b, n_q), IGNORE, dtype=torch.long)
+    for i, qs in enumerate(questions):
+        for j, q in enumerate(qs):
+            ids[i, j, : len(encoded[i][j])] = torch.tensor(encoded[i][j])
+            last[i, j] = len(encoded[i][j]) - 1
+            if q is None:
+                continue
+            opts = [encode(tokenizer, o)[0] for o in q.options]
+            option_ids[i, j, : len(opts)] = torch.tensor(opts)
+            valid[i, j, : len(opts)] = True
+            answer[i, j] = q.options.index(q.answer)
+    return ids, last, option_ids, valid, answer

@@ -1,0 +1,25 @@
+"""Shared fixtures: one small generated dataset, written once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from omnimem_ref.dataset import generate_dataset, load_dataset
+
+SMALL_SEED = 11
+SMALL_DURATION = 24.0  # long enough for objects two steps long, short enough to be quick
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 24-second clips (mp4 + wav) with questions and scenes; treat it as read-only."""
+    out = tmp_path_factory.mktemp("data") / "small"
+    generate_dataset(out, n=2, seed=SMALL_SEED, duration=SMALL_DURATION, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_scenes(small_dataset: Path) -> dict:
+    return load_dataset(small_dataset)[1]

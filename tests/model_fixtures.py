@@ -1,0 +1,28 @@
+"""A tiny randomly initialised TinyOmni and a short synthetic stream, built locally for tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
+from omnimem_ref.model.modeling import TinyOmniModel
+from omnimem_ref.model.tokenizer import build_tokenizer
+from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.world import render_frame, render_waveform, sample_scene
+
+
+def tiny_model(seed: int = 0, **text_overrides) -> TinyOmniModel:
+    torch.manual_seed(seed)
+    vocab = build_tokenizer().get_vocab_size()
+    settings = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2) | text_overrides
+    config = TinyOmniConfig(text_config=tiny_text_config(vocab, **settings))
+    return TinyOmniModel(config).eval()
+
+
+def tiny_stream(seconds: float = 16.0, seed: int = 0) -> StreamInputs:
+    spec = FeatureSpec()
+    scene = sample_scene(np.random.default_rng(seed), seconds, 2, 2)
+    frames = np.stack([render_frame(scene, t) for t in spec.frame_times(seconds)])
+    return StreamInputs.from_arrays(frames, render_waveform(scene, spec.sample_rate), spec)

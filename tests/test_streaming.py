@@ -1,0 +1,135 @@
+"""The streaming invariants of DESIGN.md §4, on a tiny random model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode, question_text
+from omnimem_ref.policies import make_policy
+from omnimem_ref.streaming.session import StreamingSession
+from omnimem_ref.training.sequence import forward_sequence
+from tests.model_fixtures import tiny_model, tiny_stream
+
+QUESTION = "what shape was the red object ?"
+OPTIONS = ("circle", "square", "triangle", "cross")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return tiny_stream()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+def one_pass_option_logits(model, tokenizer, stream, visible=None) -> torch.Tensor:
+    """Option logits from a single forward pass over [prompt | stream | question]."""
+    prefix = torch.tensor(encode(tokenizer, PROMPT))
+    with torch.no_grad():
+        visual = model.encode_visual(stream.patches, stream.frame_seconds())
+        audio = model.encode_audio(stream.audio, stream.audio_seconds())
+        tokens = model.interleave(visual, audio).unsqueeze(0)
+        question = torch.tensor([encode(tokenizer, question_text(QUESTION))])
+        hidden, _ = forward_sequence(model, prefix, tokens, question.unsqueeze(0), visible)
+        option_ids = [encode(tokenizer, o)[0] for o in OPTIONS]
+        return model.answer_logits(hidden[0, -1])[option_ids]
+
+
+def streamed_option_logits(session: StreamingSession) -> torch.Tensor:
+    answer = session.answer(QUESTION, OPTIONS)
+    return torch.tensor([answer.probabilities[o] for o in OPTIONS]).log()
+
+
+@pytest.mark.parametrize("steps_per_chunk", [1, 3])
+def test_keep_everything_streaming_equals_one_forward_pass(
+    model, tokenizer, stream, steps_per_chunk
+):
+    session = StreamingSession(model, tokenizer, steps_per_chunk=steps_per_chunk)
+    session.stream(stream)
+    streamed = streamed_option_logits(session)
+    one_pass = one_pass_option_logits(model, tokenizer, stream).log_softmax(-1)
+    assert (streamed - one_pass).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("policy", ["recent"])
+def test_eviction_equals_masking_in_one_forward_pass(model, tokenizer, stream, policy):
+    session = StreamingSession(model, tokenizer, make_policy(policy), budget=40)
+    session.stream(stream)
+    streamed = streamed_option_logits(session)
+    # Rebuild the same memory as masks: each token sees what was in memory when it was processed,
+    # and the question sees the final memory.
+    visible = session.replay_visibility()
+    n = visible.shape[-1]
+    q_len = len(encode(tokenizer, question_text(QUESTION)))
+    full = torch.zeros(visible.shape[0], 1, n + q_len, n + q_len, dtype=torch.bool)
+    full[:, 0, :n, :n] = visible
+    final = session.memory.meta.position
+    for layer in range(visible.shape[0]):
+        full[layer, 0, n:, final[layer]] = True
+    full[:, 0, n:, n:] = torch.ones(q_len, q_len, dtype=torch.bool).tril()
+    masked = one_pass_option_logits(model, tokenizer, stream, full).log_softmax(-1)
+    unmasked = one_pass_option_logits(model, tokenizer, stream).log_softmax(-1)
+    assert (streamed - masked).abs().max() < 1e-4
+    assert (streamed - unmasked).abs().max() > 1e-4, "eviction should change the answer logits"
+
+
+def test_metadata_stays_aligned_after_eviction(model, tokenizer, stream):
+    full = StreamingSession(model, tokenizer)
+    full.stream(stream)
+    session = StreamingSession(model, tokenizer, make_policy("recent"), budget=50)
+    session.stream(stream)
+    meta = session.memory.meta
+    assert meta is not None and meta.position.shape == (2, 50)
+    for layer in range(2):
+        kept = meta.position[layer]
+        assert torch.all(kept[1:] > kept[:-1]), "memory keeps stream order"
+        assert torch.equal(meta.modality[layer], full.memory.meta.modality[layer, kept])
+        assert torch.equal(meta.seconds[layer], full.memory.meta.seconds[layer, kept])
+        assert torch.equal(meta.patch[layer], full.memory.meta.patch[layer, kept])
+    # Layer 0 keys depend only on the token and its position, so a kept row must hold exactly the
+    # key the full session computed for that original position. (Deeper layers saw a different
+    # memory, so their keys legitimately differ.)
+    kept = meta.position[0]
+    expected = full.memory.layer_keys(0)[:, kept]
+    assert torch.allclose(session.memory.layer_keys(0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps_per_chunk", [1, 2])
+def test_memory_never_exceeds_budget_plus_one_chunk(model, tokenizer, stream, steps_per_chunk):
+    budget = 60
+    session = StreamingSession(model, tokenizer, make_policy("recent"), budget, steps_per_chunk)
+    chunk = steps_per_chunk * stream.tokens_per_step
+    for report in session.stream(stream):
+        assert report.total_tokens <= budget
+        assert report.peak_tokens <= budget + chunk
+    assert session.memory.cache.layers[0].keys.shape[-2] == budget
+
+
+def test_memory_report_counts_each_modality(model, tokenizer, stream):
+    session = StreamingSession(model, tokenizer)
+    report = session.stream(stream)[-1]
+    steps = stream.n_steps
+    assert report.tokens["visual"] == 16 * steps
+    assert report.tokens["audio"] == 2 * steps
+    assert report.tokens["text"] == session.prefix_length
+    head_dim = 32 // 4
+    assert report.bytes["audio"] == 2 * steps * 2 * 2 * 2 * head_dim * 4  # K+V, layers, kv heads
+
+
+def test_budget_below_prompt_prefix_is_refused(model, tokenizer):
+    with pytest.raises(OmniMemError, match="prompt prefix"):
+        StreamingSession(model, tokenizer, make_policy("recent"), budget=3)
+
+
+def test_unknown_policy_lists_valid_names():
+    with pytest.raises(OmniMemError, match="full.*recent"):
+        make_policy("bogus")
