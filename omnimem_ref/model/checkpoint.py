@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
+from transformers.utils import logging as hf_logging
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import TinyOmniModel
@@ -43,6 +44,7 @@ def load_model(path: str | Path | None = None) -> tuple[TinyOmniModel, Tokenizer
                 f"{directory} holds a {config.get('model_type')!r} model, not TinyOmni; "
                 "pass a folder written by `omnimem train-tiny`."
             )
+        hf_logging.disable_progress_bar()  # a 1 MB model needs no loading bar
         model = TinyOmniModel.from_pretrained(directory)
         tokenizer = load_tokenizer(directory)
     except OmniMemError:
