@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-tiny": ("train_tiny", "train TinyOmni from scratch on freshly generated clips"),
     "demo": ("demo", "stream a clip under a memory budget and answer its questions"),
     "eval": ("evaluate", "accuracy of a policy at a budget on a folder of clips"),
+    "bench": ("bench", "every policy at several budgets on a folder of clips: the paper's table"),
 }
 
 

@@ -37,6 +37,8 @@ from omnimem_ref.world import Question, Scene, make_questions, sample_scene
 from omnimem_ref.world.scene import check_scene_parameters
 
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different clips
+# The four bundled sample clips (in a source checkout or an editable install).
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data_samples" / "tiny"
 DURATION_RANGE = (30.0, 60.0)  # seconds, when no duration is given
 FPS = 8
 FRAME_SIZE = 128

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
+import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from omnimem_ref.model.modeling import MODALITY_NAMES
-from omnimem_ref.streaming.session import MemoryReport
+from omnimem_ref.budget import parse_budget
+from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES, TEXT, VISUAL
+from omnimem_ref.streaming.memory import KVMemory
+from omnimem_ref.streaming.session import MemoryReport, StreamingSession
+from omnimem_ref.streaming.stream import StreamInputs
 
 MODALITY_COLOURS = dict(zip(MODALITY_NAMES, sns.color_palette("colorblind", 3), strict=True))
 
@@ -38,4 +48,272 @@ def plot_memory(
     ax.set_xlabel("stream time (s)")
     ax.set_ylabel("KV tokens per layer")
     ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Survival maps: which stream tokens are still in memory
+
+
+@dataclass
+class Survival:
+    """Which tokens of a stream a memory still holds, per layer (or any per-token value).
+
+    ``visual`` (layers, steps, grid, grid): the frame of step ``k``, patch by patch in its 4x4
+    layout; ``audio`` (layers, steps, audio tokens per step). ``upto``: steps streamed so far
+    (later steps are ``False`` because they have not been seen, not because they were evicted).
+    """
+
+    visual: np.ndarray
+    audio: np.ndarray
+    step_seconds: float
+    upto: int
+
+    def mean(self, layer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, grid, grid) and (steps, A): one layer's 0/1 map, or the fraction of layers."""
+        if layer is not None:
+            return self.visual[layer].astype(float), self.audio[layer].astype(float)
+        return self.visual.mean(axis=0), self.audio.mean(axis=0)
+
+
+def survival(memory: KVMemory, n_steps: int, spec: FeatureSpec) -> Survival:
+    """Map every visual and audio token in ``memory`` back to its step, patch or audio slot.
+
+    Uses only the per-token metadata (time, patch), which stays aligned with the cache through
+    every eviction, so the map shows exactly what the cache holds.
+    """
+    assert memory.meta is not None
+    held = torch.ones(memory.meta.modality.shape, dtype=torch.bool)
+    return token_map(memory, held, n_steps, spec)
+
+
+def token_map(memory: KVMemory, values: torch.Tensor, n_steps: int, spec: FeatureSpec) -> Survival:
+    """Lay per-token ``values`` (layers, tokens) of ``memory`` out like a survival map: each
+    frame's patches in their grid, each step's audio tokens (0 where a token is not held). With
+    booleans it is :func:`survival`; with scores, it shows where a score puts its weight."""
+    assert memory.meta is not None
+    meta = memory.meta
+    grid, per_audio = spec.grid, spec.audio_tokens_per_step
+    dtype = bool if values.dtype == torch.bool else float
+    visual = np.zeros((memory.n_layers, n_steps, grid, grid), dtype=dtype)
+    audio = np.zeros((memory.n_layers, n_steps, per_audio), dtype=dtype)
+    step = (meta.seconds / spec.step_seconds).floor().long()
+    slot = ((meta.seconds - step * spec.step_seconds) / (spec.step_seconds / per_audio)).floor()
+    values = values.detach().cpu()
+    for layer in range(memory.n_layers):
+        is_visual = meta.modality[layer] == VISUAL
+        k, p = step[layer][is_visual].numpy(), meta.patch[layer][is_visual].numpy()
+        visual[layer, k, p // grid, p % grid] = values[layer][is_visual].numpy()
+        is_audio = meta.modality[layer] == AUDIO
+        k, j = step[layer][is_audio].numpy(), slot[layer][is_audio].long().numpy()
+        audio[layer, k, j] = values[layer][is_audio].numpy()
+    streamed = step[meta.modality != TEXT]
+    upto = int(streamed.max()) + 1 if streamed.numel() else 0
+    return Survival(visual, audio, spec.step_seconds, upto)
+
+
+def stream_with_survival(
+    session: StreamingSession, inputs: StreamInputs
+) -> tuple[list[MemoryReport], list[Survival]]:
+    """Stream ``inputs`` through ``session`` and snapshot the survival map after every chunk."""
+    snapshots: list[Survival] = []
+
+    def snapshot(_: MemoryReport) -> None:
+        snapshots.append(survival(session.memory, inputs.n_steps, inputs.spec))
+
+    reports = session.stream(inputs, on_chunk=snapshot)
+    return reports, snapshots
+
+
+def plot_survival_map(
+    kept: Survival,
+    layer: int | None = None,
+    axes: tuple[Axes, Axes] | None = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+) -> tuple[Axes, Axes]:
+    """Two strips over stream time: each frame's 4x4 patches (top) and the audio tokens (bottom).
+
+    A cell is bright where the token survives: for one ``layer`` 0 or 1, otherwise the fraction
+    of layers that still hold it.
+    """
+    if axes is None:
+        _, axes = plt.subplots(
+            2, 1, figsize=(12, 2.2), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+        )
+    visual, audio = kept.mean(layer)
+    steps, grid, _ = visual.shape
+    end = steps * kept.step_seconds
+    ax_v, ax_a = axes
+    strip = np.concatenate(list(visual), axis=1) if steps else np.zeros((grid, 0))
+    ax_v.imshow(
+        strip, aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=(0, end, grid, 0),
+        interpolation="nearest",
+    )  # fmt: skip
+    for k in range(1, steps):
+        ax_v.axvline(k * kept.step_seconds, color="white", lw=0.6)
+    ax_v.set_yticks([])
+    ax_v.set_ylabel("visual\n4×4", fontsize=8)
+    ax_a.imshow(
+        audio.reshape(1, -1), aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=(0, end, 1, 0),
+        interpolation="nearest",
+    )  # fmt: skip
+    ax_a.set_yticks([])
+    ax_a.set_ylabel("audio", fontsize=8)
+    ax_a.set_xlabel("stream time (s)")
+    if title is not None:
+        ax_v.set_title(title, fontsize=10)
+    return ax_v, ax_a
+
+
+def plot_survival_maps(
+    maps: Mapping[str, Survival],
+    layer: int | None = None,
+    width: float = 12,
+    evidence: Sequence[tuple[float, float]] = (),
+) -> Figure:
+    """One :func:`plot_survival_map` per entry (e.g. per policy), stacked, sharing the time axis.
+
+    ``evidence``: time spans (e.g. the questions' ``evidence_time``) outlined in red on every map.
+    """
+    fig, axes = plt.subplots(
+        2 * len(maps),
+        1,
+        figsize=(width, 1.9 * len(maps)),
+        sharex=True,
+        gridspec_kw={"height_ratios": [4, 1] * len(maps)},
+        squeeze=False,
+    )
+    for i, (name, kept) in enumerate(maps.items()):
+        ax_v, ax_a = axes[2 * i, 0], axes[2 * i + 1, 0]
+        title = name
+        if kept.visual.dtype == bool:  # a survival map, not a map of scores
+            held = kept.mean(layer)
+            title += f": {held[0].mean():.0%} of visual, {held[1].mean():.0%} of audio tokens kept"
+        plot_survival_map(kept, layer, (ax_v, ax_a), title=title)
+        for start, end in evidence:
+            for ax in (ax_v, ax_a):
+                ax.axvspan(start, end, fill=False, edgecolor="red", lw=1.2)
+            ax_v.plot([start, end], [0, 0], color="red", lw=5, clip_on=False, solid_capstyle="butt")
+        if i < len(maps) - 1:
+            ax_a.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_survival_timeline(
+    snapshots: Sequence[Survival],
+    layer: int | None = None,
+    axes: tuple[Axes, Axes] | None = None,
+    cmap: str = "magma",
+) -> tuple[Axes, Axes]:
+    """As the stream plays (rows, downwards), what share of each step's tokens (columns) is held.
+
+    Left: visual tokens (fraction of the step's 16 patches); right: audio tokens. Cells above the
+    diagonal are blank: those steps have not been streamed yet.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    rows_v, rows_a, ends = [], [], []
+    for snap in snapshots:
+        visual, audio = snap.mean(layer)
+        v = visual.reshape(visual.shape[0], -1).mean(axis=1)
+        a = audio.mean(axis=1)
+        v[snap.upto :] = np.nan
+        a[snap.upto :] = np.nan
+        rows_v.append(v)
+        rows_a.append(a)
+        ends.append(snap.upto * snap.step_seconds)
+    step = snapshots[0].step_seconds if snapshots else 1.0
+    n_steps = len(rows_v[0]) if rows_v else 0
+    extent = (0, n_steps * step, max(ends, default=0), 0)
+    for ax, rows, label in ((axes[0], rows_v, "visual"), (axes[1], rows_a, "audio")):
+        image = ax.imshow(
+            np.array(rows), aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=extent,
+            interpolation="nearest",
+        )  # fmt: skip
+        ax.set_title(f"{label} tokens still held", fontsize=10)
+        ax.set_xlabel("time of the token (s)")
+    axes[0].set_ylabel("stream time (s)")
+    axes[1].figure.colorbar(image, ax=list(axes), fraction=0.03, label="share kept")
+    return axes[0], axes[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark curves
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
+    return asdict(record) if is_dataclass(record) and not isinstance(record, type) else record
+
+
+def budget_label(budget: str) -> str:
+    """``"0.1"`` -> ``"10%"``, ``"200"`` -> ``"200"``."""
+    parsed = parse_budget(budget)
+    return f"{100 * parsed.fraction:g}%" if parsed.fraction is not None else budget
+
+
+def budget_axis(records: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[str]]:
+    """Evenly spaced x positions for the budgets of ``records``, smallest budget first (by mean
+    tokens per layer), and their tick labels: budgets of 20 tokens and 0.5 of a stream, or of
+    100 and 100,000 tokens, share one readable axis."""
+    size: dict[str, float] = {}
+    for r in records:
+        size[r["budget"]] = max(size.get(r["budget"], 0.0), float(r["budget_tokens"]))
+    order = sorted(size, key=lambda b: size[b])
+    return [order.index(r["budget"]) for r in records], [budget_label(b) for b in order]
+
+
+def plot_accuracy_vs_budget(
+    records: Sequence[Any],
+    ax: Axes | None = None,
+    policies: Sequence[str] | None = None,
+    family: str | None = None,
+) -> Axes:
+    """Accuracy against budget, one line per policy; ``full`` as a dashed horizontal line.
+
+    ``records``: :class:`~omnimem_ref.benchmark.BenchRecord` objects or their JSON dicts.
+    ``family``: plot one question family's accuracy instead of the overall one.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    rows = [_as_dict(r) for r in records]
+
+    def accuracy(row: Mapping[str, Any]) -> float | None:
+        value = row["accuracy"] if family is None else row["by_family"].get(family)
+        return None if value is None else 100 * value
+
+    budgeted = [r for r in rows if r["budget"] is not None]
+    if policies is not None:
+        budgeted = [r for r in budgeted if r["policy"] in policies]
+    if budgeted:
+        xs, ticks = budget_axis(budgeted)
+        frame = pd.DataFrame(
+            {
+                "budget": xs,
+                "accuracy (%)": [accuracy(r) for r in budgeted],
+                "policy": [r["policy"] for r in budgeted],
+            }
+        )
+        names = list(dict.fromkeys(frame["policy"]))
+        palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
+        sns.lineplot(
+            frame,
+            x="budget",
+            y="accuracy (%)",
+            hue="policy",
+            hue_order=names,
+            palette=palette,
+            marker="o",
+            ax=ax,
+            errorbar=None,
+        )
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_xlabel("memory budget (KV tokens per layer, or % of the full stream)")
+    for full in (r for r in rows if r["budget"] is None):
+        value = accuracy(full)
+        if value is not None:
+            ax.axhline(value, color="black", ls="--", lw=1.2, label="full (upper bound)")
+    ax.set_ylabel("accuracy (%)" if family is None else f"{family} accuracy (%)")
+    ax.legend(fontsize=8, loc="best")
     return ax

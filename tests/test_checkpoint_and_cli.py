@@ -92,13 +92,23 @@ def test_eval_json_and_budget_larger_than_stream(capsys, checkpoint, small_datas
     code, out, _ = run_cli(capsys, *argv, "--policy", "recent", "--budget", "100000", "--json")
     result = json.loads(out)
     assert code == 0
-    assert {"policy", "budget", "n", "accuracy", "by_family", "peak_kv_tokens", "peak_kv_bytes"} <= set(result)
+    assert {
+        "policy",
+        "budget",
+        "n",
+        "accuracy",
+        "by_family",
+        "peak_kv_tokens",
+        "peak_kv_bytes",
+    } <= set(result)
     assert result["budget_exceeds_stream"] == 2 and result["n"] == 8
     full_code, full_out, _ = run_cli(capsys, *argv, "--json")
     assert full_code == 0 and json.loads(full_out)["accuracy"] == result["accuracy"]
 
 
-def test_demo_warns_on_clip_longer_than_trained(capsys, checkpoint, small_dataset, tmp_path) -> None:
+def test_demo_warns_on_clip_longer_than_trained(
+    capsys, checkpoint, small_dataset, tmp_path
+) -> None:
     short = tmp_path / "short"
     shutil.copytree(checkpoint, short)
     config = json.loads((short / "config.json").read_text())

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from omnimem_ref.budget import parse_budget
-from omnimem_ref.dataset import load_dataset
+from omnimem_ref.dataset import SAMPLES_DIR, load_dataset
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import warn_if_longer_than_trained
 from omnimem_ref.media import load_clip
@@ -26,7 +26,7 @@ from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 
-SAMPLE_CLIP = Path(__file__).resolve().parents[2] / "data_samples" / "tiny" / "clip_0000.mp4"
+SAMPLE_CLIP = SAMPLES_DIR / "clip_0000.mp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,13 +1,58 @@
-"""Compression policies, one per module, made from a name with :func:`make_policy`."""
+"""Compression policies, one per module, made from a name with :func:`make_policy`.
+
+Each registered name maps to a factory with that policy's published (or, for OmniMem, measured)
+defaults. To build a variant, compose one in code (see :mod:`~omnimem_ref.policies.composed`)::
+
+    from omnimem_ref.policies import ComposedPolicy, FixedShare, PerturbationScorer, top_k
+    policy = ComposedPolicy(PerturbationScorer("tail"), FixedShare(rho=0.25), top_k)
+"""
 
 from __future__ import annotations
 
-from omnimem_ref.errors import OmniMemError
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
-from omnimem_ref.policies.full import FullMemory
-from omnimem_ref.policies.recent import RecentWindow
+from collections.abc import Callable
 
-POLICIES: dict[str, type[CompressionPolicy]] = {cls.name: cls for cls in (FullMemory, RecentWindow)}
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.policies.allocation import FixedShare, Proportional, ScoreMass
+from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
+from omnimem_ref.policies.composed import ComposedPolicy
+from omnimem_ref.policies.criticalkv import CriticalKV
+from omnimem_ref.policies.full import FullMemory
+from omnimem_ref.policies.infinipot_v import InfiniPotV
+from omnimem_ref.policies.knorm import KeyNorm
+from omnimem_ref.policies.omnimem import (
+    AttentionScorer,
+    OmniMem,
+    OmniMemNoAlloc,
+    OmniMemNoPerturb,
+    OmniMemNoRedundancy,
+)
+from omnimem_ref.policies.perturbation import PerturbationScorer
+from omnimem_ref.policies.random_choice import RandomEviction
+from omnimem_ref.policies.recent import RecentWindow
+from omnimem_ref.policies.selection import RedundancyAware, top_k
+from omnimem_ref.policies.snapkv import SnapKV
+from omnimem_ref.policies.streammem import StreamMem
+from omnimem_ref.policies.text import compress_text_cache
+from omnimem_ref.policies.vnorm import ValueNorm
+
+POLICIES: dict[str, Callable[[], CompressionPolicy]] = {
+    cls.name: cls
+    for cls in (
+        FullMemory,
+        RecentWindow,
+        RandomEviction,
+        SnapKV,
+        KeyNorm,
+        ValueNorm,
+        CriticalKV,
+        StreamMem,
+        InfiniPotV,
+        OmniMem,
+        OmniMemNoAlloc,
+        OmniMemNoPerturb,
+        OmniMemNoRedundancy,
+    )
+}
 
 
 def make_policy(name: str) -> CompressionPolicy:
@@ -17,4 +62,20 @@ def make_policy(name: str) -> CompressionPolicy:
     return POLICIES[name]()
 
 
-__all__ = ["POLICIES", "ChunkContext", "CompressionPolicy", "keep_top", "make_policy"]
+__all__ = [
+    "POLICIES",
+    "AttentionScorer",
+    "ChunkContext",
+    "ComposedPolicy",
+    "CompressionPolicy",
+    "FixedShare",
+    "OmniMem",
+    "PerturbationScorer",
+    "Proportional",
+    "RedundancyAware",
+    "ScoreMass",
+    "compress_text_cache",
+    "keep_top",
+    "make_policy",
+    "top_k",
+]

@@ -8,13 +8,14 @@ gather is what keeps a survival map truthful.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from omnimem_ref.model.modeling import MODALITY_NAMES
+from omnimem_ref.model.modeling import MODALITY_NAMES, TEXT
 
 
 @dataclass
@@ -40,6 +41,12 @@ class KVMemory:
         self.n_layers = n_layers
         self.cache = DynamicCache()
         self.meta: TokenMeta | None = None
+        # Modalities no policy may evict: the prompt prefix. A plain text decoder's cache, where
+        # every token is text, sets this empty (see `omnimem_ref.policies.text`).
+        self.keep_modalities: frozenset[int] = frozenset({TEXT})
+        # Per-token tensors derived from the cache (e.g. G_h v_i for perturbation scores), per
+        # layer, token axis 1, rows aligned with the cache; see `per_token`.
+        self._per_token: dict[tuple[str, int], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return 0 if self.meta is None else len(self.meta)
@@ -72,6 +79,10 @@ class KVMemory:
             layer.keys = layer.keys[:, :, kept]
             layer.values = layer.values[:, :, kept]
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
+        for (name, index), rows in list(self._per_token.items()):
+            # Kept rows are ascending, so those already stored stay a prefix of the new memory.
+            kept = indices[index]
+            self._per_token[name, index] = rows.index_select(1, kept[kept < rows.shape[1]])
         self.check_aligned()
 
     def drop_last(self, n: int) -> None:
@@ -80,12 +91,40 @@ class KVMemory:
             self.cache.crop(-n)
             assert self.meta is not None
             self.meta = self.meta.map(lambda x: x[:, :-n])
+            for key, rows in list(self._per_token.items()):
+                self._per_token[key] = rows[:, : len(self)]
             self.check_aligned()
+
+    def must_keep(self) -> torch.Tensor:
+        """(layers, tokens) booleans: rows no policy may evict (see ``keep_modalities``)."""
+        assert self.meta is not None
+        kept = torch.tensor(sorted(self.keep_modalities), dtype=self.meta.modality.dtype)
+        return torch.isin(self.meta.modality, kept)
+
+    def per_token(
+        self, name: str, layer: int, compute: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
+        """A per-token tensor of ``layer`` (token axis 1), computed once per token.
+
+        ``compute(start)`` returns the rows ``start:`` (the tokens that entered memory since the
+        last call); earlier rows come from the store, which :meth:`keep` gathers with the cache.
+        """
+        stored = self._per_token.get((name, layer))
+        start = 0 if stored is None else stored.shape[1]
+        if start < len(self):
+            new = compute(start)
+            stored = new if stored is None else torch.cat([stored, new], dim=1)
+            self._per_token[name, layer] = stored
+        assert stored is not None
+        return stored
 
     def check_aligned(self) -> None:
         for layer in self._layers():
             if layer.keys is None or layer.keys.shape[-2] != len(self):
                 raise AssertionError("KV cache and token metadata are out of step")
+        for rows in self._per_token.values():
+            if rows.shape[1] > len(self):
+                raise AssertionError("per-token tensors and token metadata are out of step")
 
     def layer_keys(self, layer: int) -> torch.Tensor:
         """(kv_heads, tokens, head_dim) keys of one layer (RoPE already applied)."""

@@ -14,6 +14,7 @@ The protocol (DESIGN.md §4):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ class MemoryReport:
     tokens: dict[str, float]  # per modality, per layer (mean over layers), after compression
     bytes: dict[str, int]  # per modality, all layers, after compression
     compressed: bool
+    prefill_seconds: float  # wall time of the chunk's forward pass
+    compress_seconds: float  # wall time of scoring + selection + eviction (0 if none)
 
     @property
     def total_tokens(self) -> float:
@@ -120,14 +123,18 @@ class StreamingSession:
         meta = inputs.step_meta(steps, self.next_position)
         assert self.memory.meta is not None
         self.history.append((meta.position, self.memory.meta.position.clone()))
+        started = time.perf_counter()
         hidden_states = self._append(tokens, meta)
+        prefilled = time.perf_counter()
         peak = len(self.memory)
         compressed = self.budget is not None and peak > self.budget
         if compressed:
             assert self.budget is not None
             context = ChunkContext(model, hidden_states[:-1], meta.position)
-            kept = self.policy.select(self.memory, self.budget, context)
+            with torch.no_grad():
+                kept = self.policy.select(self.memory, self.budget, context)
             self.memory.keep(kept)
+        compress_seconds = time.perf_counter() - prefilled if compressed else 0.0
         report = MemoryReport(
             step=steps.stop - 1,
             seconds=steps.stop * inputs.spec.step_seconds,
@@ -135,6 +142,8 @@ class StreamingSession:
             tokens=self.memory.tokens_by_modality(),
             bytes=self.memory.bytes_by_modality(),
             compressed=compressed,
+            prefill_seconds=prefilled - started,
+            compress_seconds=compress_seconds,
         )
         self.reports.append(report)
         return report

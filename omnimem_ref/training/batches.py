@@ -1,7 +1,7 @@
 """Training batches, rendered straight from sampled scenes (no files, same pixels and samples).
 
 A batch holds clips of one duration, so their streams line up without padding. Each clip comes
-with up to one question per family and with per-token targets for the model's probes: the colour
+with several questions per family and with per-token targets for the model's probes: the colour
 and shape in each patch, and the pitch, loudness and on-screen colour for each audio token.
 """
 
@@ -18,7 +18,7 @@ from omnimem_ref.model.tokenizer import encode, question_text
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import (
     COLOURS,
-    FAMILIES,
+    Question,
     PITCHES,
     SHAPES,
     Scene,
@@ -43,7 +43,7 @@ class Batch:
     option_ids: torch.Tensor  # (B, Q, MAX_OPTIONS) token ids, padded with 0
     option_valid: torch.Tensor  # (B, Q, MAX_OPTIONS) bool
     answer_index: torch.Tensor  # (B, Q) index of the true option, IGNORE if no question
-    families: list[list[str]]
+    families: list[list[str | None]]  # family of each question slot; None for padding
 
     def to(self, device: str | torch.device) -> Batch:
         moved = {
@@ -95,8 +95,7 @@ def make_batch(
         v, a = clip_targets(scene, spec)
         visual_t.append(v)
         audio_t.append(a)
-        by_family = {q.family: q for q in make_questions(scene, "train", rng)}
-        questions.append([by_family.get(f) for f in FAMILIES])
+        questions.append(training_questions(scene, rng))
     ids, last, option_ids, valid, answer = _question_tensors(tokenizer, questions)
     return Batch(
         patches=torch.stack(patches),
@@ -108,14 +107,25 @@ def make_batch(
         option_ids=option_ids,
         option_valid=valid,
         answer_index=answer,
-        families=[[q.family for q in qs if q is not None] for qs in questions],
+        families=[[q.family for q in qs] + [None] * (ids.shape[1] - len(qs)) for qs in questions],
     )
 
 
+def training_questions(scene: Scene, rng: np.random.Generator, draws: int = 3) -> list[Question]:
+    """Several distinct questions per family (about every object, every bound tone, several
+    pairs), so each rendered stream teaches as much as it can."""
+    distinct: dict[str, Question] = {}
+    for _ in range(draws):
+        for q in make_questions(scene, "train", rng):
+            distinct.setdefault(q.question, q)
+    return list(distinct.values())
+
+
 def _question_tensors(
-    tokenizer: Tokenizer, questions: list[list]
+    tokenizer: Tokenizer, questions: list[list[Question]]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    n_q = len(FAMILIES)
+    n_q = max(len(qs) for qs in questions)
+    questions = [[*qs, *[None] * (n_q - len(qs))] for qs in questions]  # type: ignore[list-item]
     encoded = [
         [encode(tokenizer, question_text(q.question)) if q else [0] for q in qs] for qs in questions
     ]

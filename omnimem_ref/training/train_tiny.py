@@ -26,14 +26,14 @@ from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer
-from omnimem_ref.training.batches import IGNORE, Batch, make_batch
+from omnimem_ref.training.batches import Batch, make_batch
 from omnimem_ref.training.objective import compute_loss
 from omnimem_ref.world import FAMILIES
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 1200
     seed: int = 0
     learning_rate: float = 2e-3
     warmup_steps: int = 100
@@ -167,6 +167,7 @@ def save_checkpoint(model: TinyOmniModel, out_dir: Path, extra: dict) -> None:
 
 
 def _track_accuracy(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
-    for j, family in enumerate(FAMILIES):
-        valid = batch.answer_index[:, j] != IGNORE
-        window[family].extend(correct[:, j][valid].tolist())
+    for clip_families, clip_correct in zip(batch.families, correct.tolist(), strict=True):
+        for family, hit in zip(clip_families, clip_correct, strict=True):
+            if family is not None:
+                window[family].append(hit)

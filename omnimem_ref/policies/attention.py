@@ -1,0 +1,70 @@
+"""Attention of proxy queries over one layer's memory, exactly as the layer would compute it.
+
+Grouped-query attention (Qwen2.5: several query heads share one key/value head) is handled by
+repeating each key/value head for its group; scores are scaled by ``1/sqrt(head_dim)``; a query
+sees a key only if the key's original position is not after its own, which is the causal mask
+inside a chunk and "all of memory" for anything older.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from omnimem_ref.policies.queries import ProxyQueries
+    from omnimem_ref.streaming.memory import KVMemory
+
+
+def repeat_kv_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(kv_heads, n, d) -> (n_heads, n, d): each key/value head repeated for its query group."""
+    return x.repeat_interleave(n_heads // x.shape[0], dim=0)
+
+
+def attend(
+    queries: torch.Tensor,
+    query_positions: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_positions: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention weights (heads, q, n) and head outputs (heads, q, d), in fp32.
+
+    ``queries`` (heads, q, d); ``keys``/``values`` (kv_heads, n, d).
+    """
+    n_heads, _, head_dim = queries.shape
+    keys = repeat_kv_heads(keys.float(), n_heads)
+    values = repeat_kv_heads(values.float(), n_heads)
+    logits = queries.float() @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
+    visible = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # causal by position
+    weights = logits.masked_fill(~visible, float("-inf")).softmax(dim=-1)
+    return weights, weights @ values  # o_q = Σ_j a_qj v_j
+
+
+def proxy_attention(
+    memory: KVMemory, layer: int, proxy: ProxyQueries
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of ``proxy``'s queries on each memory row of ``layer`` (heads, q, tokens), and their
+    outputs (heads, q, d), which also include any transient tokens the proxy carries."""
+    assert memory.meta is not None
+    keys, values = memory.layer_keys(layer), memory.layer_values(layer)
+    positions = memory.meta.position[layer]
+    if proxy.extra_keys is not None:
+        assert proxy.extra_values is not None and proxy.extra_positions is not None
+        keys = torch.cat([keys.float(), proxy.extra_keys], dim=1)
+        values = torch.cat([values.float(), proxy.extra_values], dim=1)
+        positions = torch.cat([positions, proxy.extra_positions])
+    weights, output = attend(proxy.queries, proxy.positions, keys, values, positions)
+    return weights[..., : len(memory)], output
+
+
+def mean_attention(memory: KVMemory, proxies: list[ProxyQueries]) -> torch.Tensor:
+    """(layers, tokens): attention each row gets, averaged over proxy queries and heads."""
+    return torch.stack(
+        [
+            proxy_attention(memory, layer, proxy)[0].mean(dim=(0, 1))
+            for layer, proxy in enumerate(proxies)
+        ]
+    )

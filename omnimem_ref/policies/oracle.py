@@ -1,0 +1,82 @@
+"""Brute-force oracles, for teaching and for judging the estimators on the tiny model.
+
+- :func:`head_output_change`: evict one token from one layer's attention and recompute every head's
+  output from scratch; the closed form of :mod:`~omnimem_ref.policies.perturbation` must agree.
+- :func:`answer_kl_oracle`: evict one token from every layer of a streamed memory, ask the
+  question again, and measure how far the answer distribution moved,
+  ``KL(p_full || p_without_i)`` over the question's options. This is what a score should predict;
+  it costs one forward pass of the question per token, so it is only for small models.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from omnimem_ref.policies.attention import attend
+
+if TYPE_CHECKING:
+    from omnimem_ref.streaming.session import StreamingSession
+
+
+def head_output_change(
+    queries: torch.Tensor,
+    query_positions: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_positions: torch.Tensor,
+    w_o: torch.Tensor,
+) -> torch.Tensor:
+    """(heads, q, tokens): ``||W_O^h (o_q^{-i} - o_q)||`` with each token ``i`` removed in turn.
+
+    ``w_o`` (heads, hidden, d) are the per-head slices of ``o_proj``; everything else as in
+    :func:`~omnimem_ref.policies.attention.attend`.
+    """
+    _, full = attend(queries, query_positions, keys, values, key_positions)
+    changes = []
+    for i in range(keys.shape[1]):
+        rest = torch.arange(keys.shape[1]) != i
+        _, without = attend(
+            queries, query_positions, keys[:, rest], values[:, rest], key_positions[rest]
+        )
+        without = torch.nan_to_num(without)  # a query that saw only token i now sees nothing
+        changes.append(torch.einsum("hkd,hqd->hqk", w_o, without - full).norm(dim=-1))
+    return torch.stack(changes, dim=-1)
+
+
+@torch.no_grad()
+def answer_kl_oracle(
+    session: StreamingSession, question: str, options: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Original positions (n,) of the memory's tokens and ``KL(p_full || p_without_i)`` (n,).
+
+    Needs a memory in which every layer holds the same tokens (e.g. a session without a budget).
+    The session's memory is restored afterwards.
+    """
+    memory = session.memory
+    assert memory.meta is not None
+    positions = memory.meta.position
+    if not torch.equal(positions, positions[:1].expand_as(positions)):
+        raise ValueError(
+            "the oracle needs the same tokens in every layer (stream without a budget)"
+        )
+    full = _probabilities(session, question, options)
+    divergences = []
+    for i in range(len(memory)):
+        session.memory = copy.deepcopy(memory)
+        rest = torch.arange(len(memory)) != i
+        session.memory.keep(rest.nonzero().flatten().expand(memory.n_layers, -1))
+        without = _probabilities(session, question, options)
+        divergences.append((full * (full.log() - without.log())).sum())  # KL(p || p^{-i})
+    session.memory = memory
+    return positions[0].clone(), torch.stack(divergences)
+
+
+def _probabilities(
+    session: StreamingSession, question: str, options: Sequence[str]
+) -> torch.Tensor:
+    answer = session.answer(question, options)
+    return torch.tensor([answer.probabilities[o] for o in options], dtype=torch.float64)

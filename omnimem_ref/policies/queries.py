@@ -1,0 +1,148 @@
+"""Proxy queries: what stands in, while the clip plays, for the question nobody has asked yet.
+
+Attention-based scores need queries, and a streaming compressor does not know the question.
+Three stand-ins (DESIGN.md §2, stage 2):
+
+- ``tail``: the queries of the last ``w`` tokens of the chunk just written (SnapKV's observation
+  window, moved to the end of each chunk);
+- ``prompt``: the queries of a fixed generic prompt run after memory *without being stored*
+  (StreamMem's idea: a generic request for the clip's content);
+- ``uniform``: no query at all; every future query is taken to be equally likely to look
+  anywhere. It has no :class:`ProxyQueries`; the scorers handle it in closed form.
+
+A query is what the layer itself would compute: ``RoPE(q_proj(input_layernorm(h)))`` at the token's
+original position, with the backbone's own rotary embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import torch
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.model.modeling import TinyOmniModel
+from omnimem_ref.model.tokenizer import build_tokenizer, encode, question_text
+from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
+
+if TYPE_CHECKING:
+    from omnimem_ref.policies.base import Backbone, ChunkContext
+    from omnimem_ref.streaming.memory import KVMemory
+
+# A generic request for the clip's content, in the closed vocabulary the tiny model knows.
+GENERIC_QUESTION = "what was on the screen and what played ?"
+# The question template with no question in it: the analogue of a chat template's turn markers.
+TEMPLATE_ONLY = ""
+
+
+@dataclass
+class ProxyQueries:
+    """One layer's proxy queries, plus any transient tokens they attend to besides memory.
+
+    ``queries``: (heads, q, head_dim), RoPE applied; ``positions``: (q,). ``extra_keys`` and
+    ``extra_values`` (kv_heads, e, head_dim) at ``extra_positions`` (e,) are tokens the queries see
+    that are not stored in memory: a generic prompt's own tokens. Their attention weight is real
+    (it dilutes the weight on memory) but they are never scored.
+    """
+
+    queries: torch.Tensor
+    positions: torch.Tensor
+    extra_keys: torch.Tensor | None = None
+    extra_values: torch.Tensor | None = None
+    extra_positions: torch.Tensor | None = None
+
+
+def project_queries(
+    backbone: Backbone, layer: int, hidden: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """(n, hidden) inputs of ``layer`` at ``positions`` (n,) -> (heads, n, head_dim) queries."""
+    block = backbone.layers[layer]
+    attention = block.self_attn
+    normed = block.input_layernorm(hidden)
+    queries = attention.q_proj(normed).view(hidden.shape[0], -1, attention.head_dim)
+    queries = queries.transpose(0, 1).unsqueeze(0)  # (1, heads, n, head_dim)
+    cos, sin = backbone.rotary_emb(normed.unsqueeze(0), positions.unsqueeze(0))
+    rotated, _ = apply_rotary_pos_emb(queries, queries, cos, sin)
+    return rotated[0].float()
+
+
+@torch.no_grad()
+def chunk_tail(context: ChunkContext, window: int) -> list[ProxyQueries]:
+    """Per layer, the queries of the chunk's last ``window`` tokens (fewer if the chunk is short).
+
+    Only the chunk just written has hidden states, so the window cannot reach further back.
+    """
+    if not context.hidden_states:
+        raise OmniMemError(
+            "This policy uses the queries of the last tokens: pass the prefill's hidden states "
+            "(model(..., output_hidden_states=True).hidden_states) as hidden_states."
+        )
+    positions = context.positions[-window:]
+    return [
+        ProxyQueries(
+            project_queries(context.backbone, layer, hidden[0, -window:], positions), positions
+        )
+        for layer, hidden in enumerate(context.hidden_states)
+    ]
+
+
+@torch.no_grad()
+def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> list[ProxyQueries]:
+    """Per layer, the queries of a generic prompt run right after memory, then forgotten.
+
+    The prompt goes through the backbone with memory as its cache (explicit positions and mask, as
+    the session does), its per-layer inputs and keys/values are read, and the cache is cropped
+    back: memory is left exactly as it was. ``context.prompt_ids`` overrides the prompt (needed for
+    a plain text decoder, whose vocabulary is not TinyOmni's).
+    """
+    backbone = context.backbone
+    ids = (
+        context.prompt_ids
+        if context.prompt_ids is not None
+        else _tiny_prompt_ids(context, question)
+    )
+    embeddings = backbone.get_input_embeddings()(ids)
+    n_memory, n_prompt = len(memory), len(ids)
+    positions = context.next_position() + torch.arange(n_prompt)
+    mask = attention_mask(chunk_visibility(n_memory, n_prompt), backbone.config, embeddings.dtype)
+    out = backbone(
+        inputs_embeds=embeddings.unsqueeze(0),
+        attention_mask=mask,
+        position_ids=positions.unsqueeze(0),
+        cache=memory.cache,
+        use_cache=True,
+        output_hidden_states=True,
+    )
+    proxies = []
+    for layer in range(memory.n_layers):
+        keys, values = memory.layer_keys(layer), memory.layer_values(layer)
+        queries = project_queries(backbone, layer, out.hidden_states[layer][0], positions)
+        proxies.append(
+            ProxyQueries(
+                queries,
+                positions,
+                keys[:, n_memory:].float().clone(),
+                values[:, n_memory:].float().clone(),
+                positions,
+            )
+        )
+    memory.cache.crop(-n_prompt)  # forget the prompt: memory is unchanged
+    memory.check_aligned()
+    return proxies
+
+
+def _tiny_prompt_ids(context: ChunkContext, question: str) -> torch.Tensor:
+    if not isinstance(context.model, TinyOmniModel):
+        raise OmniMemError(
+            "This policy runs a generic prompt as proxy queries; for a plain text decoder pass "
+            "its token ids (in that model's vocabulary) as prompt_ids."
+        )
+    return _encoded(question_text(question))
+
+
+@cache
+def _encoded(text: str) -> torch.Tensor:
+    return torch.tensor(encode(build_tokenizer(), text))

@@ -1,0 +1,150 @@
+"""OmniMem stage 3: choose the tokens that fill each modality's share.
+
+``top_k`` takes the best-scoring tokens of each share. ``RedundancyAware`` takes them greedily and
+discounts a candidate whose key nearly repeats one already taken from the same group (the same
+grid cell of the frame for visual tokens: a static background patch repeats frame after frame;
+all audio tokens for audio), so one of two duplicates is kept and the slot of the other goes to
+something new:
+
+    adjusted_j = s_j · (1 - max_{i taken, same group} cos(k_i, k_j))₊
+
+Keys are compared without their rotary position (RoPE is undone exactly), so two identical patches
+at different times compare as identical, and centred on their modality's mean key, so a bias
+shared by every key does not make everything look alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+from omnimem_ref.model.modeling import VISUAL
+from omnimem_ref.policies.base import free_slots, keep_top
+
+if TYPE_CHECKING:
+    from omnimem_ref.policies.base import Backbone, ChunkContext
+    from omnimem_ref.streaming.memory import KVMemory
+
+
+class Selection(Protocol):
+    def __call__(
+        self,
+        scores: torch.Tensor,
+        memory: KVMemory,
+        context: ChunkContext,
+        shares: torch.Tensor | None,
+        budget: int,
+    ) -> torch.Tensor:
+        """(layers, budget) kept rows, ascending; ``shares`` (layers, modalities) or ``None`` for
+        one pool of all evictable tokens."""
+        ...
+
+
+def top_k(
+    scores: torch.Tensor,
+    memory: KVMemory,
+    context: ChunkContext,
+    shares: torch.Tensor | None,
+    budget: int,
+) -> torch.Tensor:
+    """The best-scoring tokens of each modality's share (or of all evictable tokens)."""
+    if shares is None:
+        return keep_top(scores, budget, memory)
+    return _per_pool(scores, memory, shares, lambda pool, s, k, layer: pool[s.topk(k).indices])
+
+
+@dataclass
+class RedundancyAware:
+    """Greedy selection by score, discounted by key similarity to tokens already taken."""
+
+    def __call__(
+        self,
+        scores: torch.Tensor,
+        memory: KVMemory,
+        context: ChunkContext,
+        shares: torch.Tensor | None,
+        budget: int,
+    ) -> torch.Tensor:
+        assert memory.meta is not None
+        meta = memory.meta
+        groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
+        keys = [
+            content_keys(memory, context.backbone, layer).transpose(0, 1).flatten(1)
+            for layer in range(memory.n_layers)
+        ]
+
+        def pick(pool: torch.Tensor, s: torch.Tensor, k: int, layer: int) -> torch.Tensor:
+            return pool[greedy_distinct(s, keys[layer][pool], groups[layer][pool], k)]
+
+        if shares is None:  # one pool: every evictable token, the whole free budget
+            shares = free_slots(memory, budget).unsqueeze(1)
+            return _per_pool(scores, memory, shares, pick, by_modality=False)
+        return _per_pool(scores, memory, shares, pick)
+
+
+def greedy_distinct(
+    scores: torch.Tensor, keys: torch.Tensor, groups: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Indices of ``k`` of the ``n`` candidates: each step takes the best adjusted score.
+
+    ``scores`` (n,) non-negative; ``keys`` (n, dim), ``groups`` (n,): only keys of the same group
+    discount each other. One similarity row per step (O(k·n·dim)), never an n x n matrix.
+    """
+    unit = torch.nn.functional.normalize(keys.float() - keys.float().mean(0), dim=-1)
+    scores = scores.float().clamp_min(0)
+    closest = torch.zeros_like(scores)  # max_i cos(k_i, k_j) over taken i of j's group
+    available = torch.ones_like(scores, dtype=torch.bool)
+    taken = []
+    for _ in range(k):
+        adjusted = (scores * (1 - closest)).masked_fill(~available, float("-inf"))
+        j = int(adjusted.argmax())
+        taken.append(j)
+        available[j] = False
+        similarity = (unit @ unit[j]).clamp_min(0).masked_fill(groups != groups[j], 0)
+        closest = torch.maximum(closest, similarity)
+    return torch.tensor(taken, dtype=torch.long)
+
+
+def content_keys(memory: KVMemory, backbone: Backbone, layer: int) -> torch.Tensor:
+    """(kv_heads, tokens, head_dim): the layer's keys with their rotary position undone."""
+    assert memory.meta is not None
+    keys = memory.layer_keys(layer).float().unsqueeze(0)  # (1, kv_heads, tokens, d)
+    positions = memory.meta.position[layer].unsqueeze(0)
+    cos, sin = backbone.rotary_emb(keys, positions)
+    unrotated, _ = apply_rotary_pos_emb(keys, keys, cos.float(), -sin.float())  # R(-θ) R(θ) k = k
+    return unrotated[0]
+
+
+Pick = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
+def _per_pool(
+    scores: torch.Tensor,
+    memory: KVMemory,
+    shares: torch.Tensor,
+    pick: Pick,
+    by_modality: bool = True,
+) -> torch.Tensor:
+    """Protected rows plus, per layer and pool, ``pick(pool_rows, pool_scores, k, layer)``.
+
+    A pool is the evictable tokens of one modality (``shares`` column ``m``), or all of them
+    (``by_modality=False``, one column)."""
+    assert memory.meta is not None
+    protected = memory.must_keep()
+    kept = []
+    for layer in range(memory.n_layers):
+        rows = [protected[layer].nonzero().flatten()]
+        for column in range(shares.shape[1]):
+            in_pool = ~protected[layer]
+            if by_modality:
+                in_pool &= memory.meta.modality[layer] == column
+            pool = in_pool.nonzero().flatten()
+            k = int(shares[layer, column])
+            if k > 0:
+                rows.append(pick(pool, scores[layer, pool], k, layer))
+        kept.append(torch.cat(rows).sort().values)
+    return torch.stack(kept)

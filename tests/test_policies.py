@@ -1,0 +1,307 @@
+"""Compression policies on a tiny random TinyOmni: the maths of each stage, and the budget contract."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.model.modeling import AUDIO, TEXT, VISUAL
+from omnimem_ref.model.tokenizer import build_tokenizer
+from omnimem_ref.policies import POLICIES, make_policy
+from omnimem_ref.policies.allocation import FixedShare, Proportional, ScoreMass, water_fill
+from omnimem_ref.policies.attention import proxy_attention
+from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
+from omnimem_ref.policies.oracle import answer_kl_oracle, head_output_change
+from omnimem_ref.policies.perturbation import (
+    PerturbationScorer,
+    gram_matrices,
+    leave_one_out_norms,
+    naive_leave_one_out,
+    output_projection_slices,
+    uniform_leave_one_out,
+    value_self_terms,
+)
+from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
+from omnimem_ref.policies.recent import RecentWindow
+from omnimem_ref.policies.selection import content_keys, greedy_distinct, top_k
+from omnimem_ref.streaming.memory import KVMemory
+from omnimem_ref.streaming.session import StreamingSession
+from tests.model_fixtures import tiny_model, tiny_stream
+
+QUESTION = "what shape was the red object ?"
+OPTIONS = ("circle", "square", "triangle", "cross")
+BUDGET = 40
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return tiny_stream()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+class Recorder(CompressionPolicy):
+    """Keeps the newest tokens, and remembers memory and context as the last compression saw them."""
+
+    name = "recorder"
+
+    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
+        self.memory, self.context = copy.deepcopy(memory), context
+        return RecentWindow().select(memory, budget, context)
+
+
+@pytest.fixture(scope="module")
+def last_chunk(model, tokenizer, stream):
+    """(memory, context) with the whole stream in memory, at the final chunk's compression."""
+    recorder = Recorder()
+    full_length = 9 + stream.n_steps * stream.tokens_per_step
+    StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
+    return recorder.memory, recorder.context
+
+
+def proxies_of(kind, memory, context):
+    if kind == "tail":
+        return chunk_tail(context, 32)
+    return generic_prompt(memory, context, GENERIC_QUESTION)
+
+
+def test_proxy_queries_reproduce_the_layers_own_attention(model, tokenizer, stream):
+    """Chunk-tail queries + our attention == what the backbone computed for those tokens."""
+    captured = {}
+    hooks = [
+        layer.self_attn.o_proj.register_forward_pre_hook(
+            lambda module, args, i=i: captured.__setitem__(i, args[0][0].detach())
+        )
+        for i, layer in enumerate(model.backbone.layers)
+    ]
+    recorder = Recorder()
+    full_length = 9 + stream.n_steps * stream.tokens_per_step
+    try:
+        StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    memory, context = recorder.memory, recorder.context
+    for layer, proxy in enumerate(chunk_tail(context, 32)):
+        _, output = proxy_attention(memory, layer, proxy)  # (heads, w, d)
+        actual = captured[layer].view(output.shape[1], output.shape[0], -1).transpose(0, 1)
+        assert torch.allclose(output, actual, atol=1e-5)
+
+
+def test_generic_prompt_leaves_memory_unchanged(last_chunk):
+    memory, context = last_chunk
+    before = [memory.layer_keys(layer).clone() for layer in range(memory.n_layers)]
+    generic_prompt(memory, context, GENERIC_QUESTION)
+    for layer in range(memory.n_layers):
+        assert torch.equal(memory.layer_keys(layer), before[layer])
+
+
+@pytest.mark.parametrize("kind", ["tail", "prompt"])
+def test_closed_form_leave_one_out_equals_brute_force_eviction(model, last_chunk, kind):
+    memory, context = last_chunk
+    n = len(memory)
+    for layer, proxy in enumerate(proxies_of(kind, memory, context)):
+        weights, output = proxy_attention(memory, layer, proxy)
+        values = memory.layer_values(layer)
+        closed = leave_one_out_norms(
+            weights,
+            output,
+            values,
+            value_self_terms(memory, model.backbone, layer),
+            gram_matrices(model.backbone, layer),
+        )
+        keys, vals, positions = memory.layer_keys(layer), values, memory.meta.position[layer]
+        if proxy.extra_keys is not None:  # the prompt's own tokens stay; only memory is evicted
+            keys = torch.cat([keys, proxy.extra_keys], dim=1)
+            vals = torch.cat([vals, proxy.extra_values], dim=1)
+            positions = torch.cat([positions, proxy.extra_positions])
+        brute = head_output_change(
+            proxy.queries,
+            proxy.positions,
+            keys,
+            vals,
+            positions,
+            output_projection_slices(model.backbone, layer),
+        )[..., :n]
+        assert torch.allclose(closed, brute, rtol=1e-4, atol=1e-5)
+
+
+def test_gram_form_equals_naive_projection(model, last_chunk):
+    memory, context = last_chunk
+    for layer, proxy in enumerate(chunk_tail(context, 32)):
+        weights, output = proxy_attention(memory, layer, proxy)
+        values = memory.layer_values(layer)
+        gram = gram_matrices(model.backbone, layer)
+        v_gram_v = value_self_terms(memory, model.backbone, layer)
+        w_o = output_projection_slices(model.backbone, layer)
+        cached = leave_one_out_norms(weights, output, values, v_gram_v, gram)
+        naive = naive_leave_one_out(weights, output, values, w_o)
+        assert torch.allclose(cached, naive, rtol=1e-4, atol=1e-6)
+        # No query: a = 1/N everywhere, o = mean value.
+        n = values.shape[1]
+        uniform = torch.full((w_o.shape[0], 1, n), 1.0 / n)
+        mean = values.float().mean(1, keepdim=True).repeat_interleave(2, dim=0)
+        naive_uniform = naive_leave_one_out(uniform, mean, values, w_o)[:, 0]
+        closed_uniform = uniform_leave_one_out(values, v_gram_v, gram)
+        assert torch.allclose(closed_uniform, naive_uniform, rtol=1e-4, atol=1e-7)
+
+
+def test_cached_value_terms_follow_evictions(model, tokenizer, stream):
+    """The per-token store is gathered with the cache: after many evictions it still equals a
+    fresh computation for the rows memory now holds."""
+    session = StreamingSession(model, tokenizer, make_policy("omnimem"), budget=BUDGET)
+    session.stream(stream)
+    memory = session.memory
+    for layer in range(memory.n_layers):
+        stored = value_self_terms(memory, model.backbone, layer)
+        fresh = KVMemory(memory.n_layers)
+        fresh.cache, fresh.meta = memory.cache, memory.meta
+        assert torch.allclose(stored, value_self_terms(fresh, model.backbone, layer), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [name for name in POLICIES if name != "full"])
+@pytest.mark.parametrize("steps_per_chunk", [1, 2])
+def test_every_policy_holds_the_budget_and_keeps_the_prompt(
+    model, tokenizer, stream, name, steps_per_chunk
+):
+    session = StreamingSession(model, tokenizer, make_policy(name), BUDGET, steps_per_chunk)
+    for report in session.stream(stream):
+        assert report.total_tokens <= BUDGET
+    meta = session.memory.meta
+    assert meta.position.shape == (2, BUDGET)
+    assert torch.all(meta.position[:, 1:] > meta.position[:, :-1]), "stream order, no duplicates"
+    assert torch.all((meta.modality == TEXT).sum(1) == session.prefix_length)
+    session.answer(QUESTION, OPTIONS)  # memory is usable
+
+
+def test_full_memory_keeps_everything(model, tokenizer, stream):
+    session = StreamingSession(model, tokenizer, make_policy("full"), BUDGET)
+    session.stream(stream)
+    assert len(session.memory) == 9 + stream.n_steps * stream.tokens_per_step
+
+
+def test_unknown_policy_lists_every_valid_name():
+    with pytest.raises(OmniMemError) as error:
+        make_policy("h2o")
+    for name in POLICIES:
+        assert name in str(error.value)
+
+
+def test_perturbation_scorer_rejects_unknown_proxy():
+    with pytest.raises(ValueError, match="tail"):
+        PerturbationScorer("question")
+
+
+@pytest.mark.parametrize("proxy", ["tail", "prompt", "tail+uniform"])
+def test_perturbation_scores_are_finite_and_non_negative(last_chunk, proxy):
+    memory, context = last_chunk
+    scores = PerturbationScorer(proxy)(copy.deepcopy(memory), context)
+    assert scores.shape == (memory.n_layers, len(memory))
+    assert torch.isfinite(scores).all() and (scores >= 0).all()
+
+
+# Stage 1: allocation
+
+
+def shares_ok(shares, counts, free):
+    assert int(shares.sum()) == min(free, int(counts.sum()))
+    assert torch.all(shares >= 0) and torch.all(shares <= counts)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_allocations_sum_to_the_budget_within_capacity(seed):
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(0, 40, (3,), generator=g)
+    counts[VISUAL] += 1
+    free = int(torch.randint(1, int(counts.sum()) + 1, (1,), generator=g))
+    mass = torch.rand(3, generator=g).double() * counts
+    for allocation in (Proportional(), FixedShare(), ScoreMass(), ScoreMass(floor=0.3)):
+        shares_ok(allocation(counts, mass, free), counts, free)
+
+
+def test_score_mass_floors_protect_a_light_modality():
+    counts = torch.tensor([0, 200, 20])
+    mass = torch.tensor([0.0, 100.0, 0.001], dtype=torch.float64)
+    shares = ScoreMass(floor=0.1)(counts, mass, 40)
+    assert shares.tolist() == [0, 36, 4]  # audio floor: 10% of 40
+    shares = ScoreMass(floor=0.1)(torch.tensor([0, 200, 2]), mass, 40)
+    assert shares.tolist() == [0, 38, 2]  # a floor never exceeds what the modality holds
+
+
+def test_score_mass_follows_mass_and_redistributes_excess():
+    counts = torch.tensor([0, 100, 5])
+    mass = torch.tensor([0.0, 1.0, 9.0], dtype=torch.float64)
+    shares = ScoreMass(floor=0.0)(counts, mass, 20)
+    assert shares.tolist() == [0, 15, 5]  # audio would get 18 but holds 5: the rest goes visual
+
+
+def test_fixed_and_proportional_shares():
+    counts = torch.tensor([0, 160, 20])
+    mass = torch.zeros(3, dtype=torch.float64)
+    assert FixedShare(rho=0.25)(counts, mass, 40).tolist() == [0, 30, 10]
+    assert FixedShare(rho=0.25)(torch.tensor([0, 160, 4]), mass, 40).tolist() == [0, 36, 4]
+    assert Proportional()(counts, mass, 45).tolist() == [0, 40, 5]
+    assert water_fill(torch.tensor([1.0, 1.0]), torch.tensor([3, 100]), 10).tolist() == [3, 7]
+
+
+# Stage 3: selection
+
+
+def test_redundancy_aware_selection_prefers_distinct_keys():
+    a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    keys = torch.stack([a, a + 0.01 * b, b, -a])
+    scores = torch.tensor([1.0, 0.99, 0.5, 0.1])
+    same_group = torch.zeros(4, dtype=torch.long)
+    chosen = greedy_distinct(scores, keys, same_group, 2).tolist()
+    assert sorted(chosen) == [0, 2], "the near-duplicate of the first pick is skipped"
+    assert sorted(scores.topk(2).indices.tolist()) == [0, 1], "plain top-k keeps both duplicates"
+    other_groups = torch.tensor([0, 1, 2, 3])  # different patches never discount each other
+    assert sorted(greedy_distinct(scores, keys, other_groups, 2).tolist()) == [0, 1]
+
+
+def test_content_keys_undo_rope(model, last_chunk):
+    """Un-rotated cached keys equal k_proj(input_layernorm(h)) computed without any RoPE."""
+    memory, context = last_chunk
+    block = model.backbone.layers[0]
+    hidden = context.hidden_states[0][0]
+    with torch.no_grad():
+        raw = block.self_attn.k_proj(block.input_layernorm(hidden))
+    raw = raw.view(hidden.shape[0], -1, block.self_attn.head_dim).transpose(0, 1)
+    unrotated = content_keys(memory, model.backbone, 0)[:, -hidden.shape[0] :]
+    assert torch.allclose(unrotated, raw, atol=1e-5)
+    assert not torch.allclose(memory.layer_keys(0)[:, -hidden.shape[0] :], raw, atol=1e-3)
+
+
+def test_modality_shares_are_filled_by_top_k(last_chunk):
+    memory, context = last_chunk
+    scores = torch.rand(memory.n_layers, len(memory))
+    shares = torch.tensor([[0, 20, 5], [0, 10, 15]])
+    kept = top_k(scores, memory, context, shares, 9 + 25)
+    for layer in range(2):
+        modality = memory.meta.modality[layer, kept[layer]]
+        assert int((modality == VISUAL).sum()) == shares[layer, VISUAL]
+        assert int((modality == AUDIO).sum()) == shares[layer, AUDIO]
+
+
+# Oracle
+
+
+def test_answer_kl_oracle(model, tokenizer, stream):
+    session = StreamingSession(model, tokenizer)
+    session.stream(stream)
+    before = session.answer(QUESTION, OPTIONS).probabilities
+    positions, kl = answer_kl_oracle(session, QUESTION, OPTIONS)
+    assert positions.shape == kl.shape == (len(session.memory),)
+    assert torch.all(kl >= -1e-7) and kl.max() > 0
+    assert session.answer(QUESTION, OPTIONS).probabilities == before, "memory restored"
