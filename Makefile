@@ -10,6 +10,9 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN = $(VENV)/bin
+# One torch/BLAS thread: TinyOmni's matrices are tiny, and extra threads on a busy 2-core machine
+# spin and slow every step many times over (pass OMP_NUM_THREADS=2 to try).
+export OMP_NUM_THREADS ?= 1
 STAMP = $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest nbval clean-venv

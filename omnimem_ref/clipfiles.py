@@ -25,9 +25,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from av.video.reformatter import VideoReformatter
 import numpy as np
 import soundfile as sf
+from av.video.reformatter import VideoReformatter
 
 from omnimem_ref.world import Scene, render_frame, render_waveform
 

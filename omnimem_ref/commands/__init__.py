@@ -1,1 +1,26 @@
 """Subcommands of the ``omnimem`` command line, one module each (see :mod:`omnimem_ref.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from omnimem_ref.errors import OmniMemError
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: TinyOmni's matrices are too small to gain from "
+        "more, and on a busy machine extra threads spin and slow every step many times over)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Refuse a bad --threads, then set torch's intra-op threads (torch is imported late)."""
+    if args.threads < 1:
+        raise OmniMemError(f"--threads must be at least 1, got {args.threads}.")
+    import torch
+
+    torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ from omnimem_ref.benchmark import (
     write_csv,
     write_json,
 )
+from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.errors import OmniMemError
 
 
@@ -41,13 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-per-chunk", type=int, default=1, help="2-second steps per chunk (default 1)"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for torch (default 1: TinyOmni's matrices are too small to gain from "
-        "more, and on a busy machine extra threads spin and slow every step many times over)",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -58,19 +53,15 @@ def run(args: argparse.Namespace) -> None:
         raise OmniMemError(f"--limit must be at least 1, got {args.limit}.")
     if args.steps_per_chunk < 1:
         raise OmniMemError(f"--steps-per-chunk must be at least 1, got {args.steps_per_chunk}.")
-    if args.threads < 1:
-        raise OmniMemError(f"--threads must be at least 1, got {args.threads}.")
+    apply_threads(args)
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p is not None]
     for path in outputs:  # refuse an unwritable destination before the long run, not after
         if path.is_dir():
             raise OmniMemError(f"{path} is a folder; give a file name for the output.")
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    import torch  # torch loads slowly: after the checks
+    from omnimem_ref.model.checkpoint import load_model  # torch loads slowly: after the checks
 
-    from omnimem_ref.model.checkpoint import load_model
-
-    torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.checkpoint)
     result = run_benchmark(
         model,

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from omnimem_ref.budget import parse_budget
+from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.dataset import SAMPLES_DIR, load_dataset
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import warn_if_longer_than_trained
@@ -37,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", help="KV tokens per layer (e.g. 200) or a fraction (e.g. 0.1)")
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--out", default="outputs", help="folder for the memory plot")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
+    apply_threads(args)
     policy = make_policy(args.policy)
     budget = parse_budget(args.budget) if args.budget is not None else None
     model, tokenizer = load_model(args.checkpoint)

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from omnimem_ref.budget import parse_budget
+from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.evaluation import evaluate
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.policies import make_policy
@@ -22,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
+    apply_threads(args)
     make_policy(args.policy)
     budget = parse_budget(args.budget) if args.budget is not None else None
     model, tokenizer = load_model(args.checkpoint)

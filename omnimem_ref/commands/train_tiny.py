@@ -11,6 +11,7 @@ import argparse
 
 import torch
 
+from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 
@@ -29,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.add_argument("--log-file", help="also append one JSON line per log entry here")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
+    apply_threads(args)
     if args.steps < 1:
         raise OmniMemError(f"--steps must be at least 1, got {args.steps}.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

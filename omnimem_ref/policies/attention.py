@@ -29,22 +29,25 @@ def attend(
     keys: torch.Tensor,
     values: torch.Tensor,
     key_positions: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention weights (heads, q, n) and head outputs (heads, q, d), in fp32.
+    """Attention weights (heads, q, n) and head outputs (heads, q, d), computed in ``dtype``.
 
-    ``queries`` (heads, q, d); ``keys``/``values`` (kv_heads, n, d).
+    ``queries`` (heads, q, d); ``keys``/``values`` (kv_heads, n, d). The leave-one-out score asks
+    for float64: trained heads saturate (one key takes > 99.9% of the weight, e.g. an attention
+    sink), and then ``1 - a_qi`` and ``v_i - o_q`` lose every digit float32 has.
     """
     n_heads, _, head_dim = queries.shape
-    keys = repeat_kv_heads(keys.float(), n_heads)
-    values = repeat_kv_heads(values.float(), n_heads)
-    logits = queries.float() @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
+    keys = repeat_kv_heads(keys.to(dtype), n_heads)
+    values = repeat_kv_heads(values.to(dtype), n_heads)
+    logits = queries.to(dtype) @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
     visible = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # causal by position
     weights = logits.masked_fill(~visible, float("-inf")).softmax(dim=-1)
     return weights, weights @ values  # o_q = Σ_j a_qj v_j
 
 
 def proxy_attention(
-    memory: KVMemory, layer: int, proxy: ProxyQueries
+    memory: KVMemory, layer: int, proxy: ProxyQueries, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of ``proxy``'s queries on each memory row of ``layer`` (heads, q, tokens), and their
     outputs (heads, q, d), which also include any transient tokens the proxy carries."""
@@ -56,7 +59,7 @@ def proxy_attention(
         keys = torch.cat([keys.float(), proxy.extra_keys], dim=1)
         values = torch.cat([values.float(), proxy.extra_values], dim=1)
         positions = torch.cat([positions, proxy.extra_positions])
-    weights, output = attend(proxy.queries, proxy.positions, keys, values, positions)
+    weights, output = attend(proxy.queries, proxy.positions, keys, values, positions, dtype)
     return weights[..., : len(memory)], output
 
 

@@ -64,7 +64,7 @@ def gram_matrices(backbone: Backbone, layer: int) -> torch.Tensor:
     cached = _GRAMS.get(o_proj)
     if cached is None or cached[0] != version:
         with torch.no_grad():
-            w = output_projection_slices(backbone, layer)
+            w = output_projection_slices(backbone, layer).double()  # float64: see attention.attend
             cached = (version, w.transpose(1, 2) @ w)  # G_h = W_O^hᵀ W_O^h
         _GRAMS[o_proj] = cached
     return cached[1]
@@ -75,7 +75,7 @@ def value_self_terms(memory: KVMemory, backbone: Backbone, layer: int) -> torch.
     gram = gram_matrices(backbone, layer)
 
     def compute(start: int) -> torch.Tensor:
-        values = repeat_kv_heads(memory.layer_values(layer)[:, start:].float(), gram.shape[0])
+        values = repeat_kv_heads(memory.layer_values(layer)[:, start:].double(), gram.shape[0])
         return torch.einsum("hnd,hde,hne->hn", values, gram, values)  # v_iᵀ G_h v_i
 
     return memory.per_token("perturbation.vGv", layer, compute)
@@ -93,16 +93,18 @@ def leave_one_out_norms(
     ``weights`` (heads, q, tokens), ``output`` (heads, q, d), ``values`` (kv_heads, tokens, d),
     ``v_gram_v`` (heads, tokens), ``gram`` (heads, d, d).
     """
+    # float64 inside: see attention.attend
+    weights, output, v_gram_v, gram = (t.double() for t in (weights, output, v_gram_v, gram))
     n_heads, n_queries, _ = output.shape
     kv_heads = values.shape[0]
     g_o = torch.einsum("hde,hqe->hqd", gram, output)  # G_h o_q
     grouped = g_o.view(kv_heads, n_heads // kv_heads, n_queries, -1)
-    cross = torch.einsum("grqd,gnd->grqn", grouped, values.float()).reshape(n_heads, n_queries, -1)
+    cross = torch.einsum("grqd,gnd->grqn", grouped, values.double()).reshape(n_heads, n_queries, -1)
     o_gram_o = (output * g_o).sum(-1)  # o_qᵀ G_h o_q
     # ||W_O^h (v_i - o_q)||² = v_iᵀG_h v_i - 2 o_qᵀ G_h v_i + o_qᵀ G_h o_q
     squared = v_gram_v.unsqueeze(1) - 2 * cross + o_gram_o.unsqueeze(-1)
     factor = weights / (1 - weights).clamp_min(1e-12)  # a_qi / (1 - a_qi)
-    return factor * squared.clamp_min(0).sqrt()
+    return (factor * squared.clamp_min(0).sqrt()).float()
 
 
 def uniform_leave_one_out(
@@ -110,12 +112,13 @@ def uniform_leave_one_out(
 ) -> torch.Tensor:
     """(heads, tokens): ``||W_O^h (v_i - v̄)|| / (N - 1)``, leave-one-out under uniform attention."""
     n = values.shape[1]
-    mean = repeat_kv_heads(values.float().mean(dim=1, keepdim=True), gram.shape[0])  # v̄
+    v_gram_v, gram = v_gram_v.double(), gram.double()
+    mean = repeat_kv_heads(values.double().mean(dim=1, keepdim=True), gram.shape[0])  # v̄
     g_mean = mean @ gram  # (heads, 1, d): G_h v̄ (G_h is symmetric)
-    cross = (repeat_kv_heads(values.float(), gram.shape[0]) * g_mean).sum(-1)  # v̄ᵀ G_h v_i
+    cross = (repeat_kv_heads(values.double(), gram.shape[0]) * g_mean).sum(-1)  # v̄ᵀ G_h v_i
     mean_gram_mean = (mean * g_mean).sum(-1)  # v̄ᵀ G_h v̄
     squared = v_gram_v - 2 * cross + mean_gram_mean  # ||W_O^h (v_i - v̄)||²
-    return squared.clamp_min(0).sqrt() / max(n - 1, 1)
+    return (squared.clamp_min(0).sqrt() / max(n - 1, 1)).float()
 
 
 def naive_leave_one_out(
@@ -123,10 +126,12 @@ def naive_leave_one_out(
 ) -> torch.Tensor:
     """(heads, q, tokens): ``||W_O^h Δ_qi||`` computed literally (the reference the Gram form is
     tested against; it materialises a hidden-size vector per query, head and token)."""
-    values = repeat_kv_heads(values.float(), weights.shape[0])
+    values = repeat_kv_heads(values.double(), weights.shape[0])
+    weights, output = weights.double(), output.double()
     factor = weights / (1 - weights).clamp_min(1e-12)
     delta = factor.unsqueeze(-1) * (values.unsqueeze(1) - output.unsqueeze(2))  # Δ_qi
-    return torch.einsum("hkd,hqnd->hqnk", w_o, delta).norm(dim=-1)  # ||W_O^h Δ_qi||
+    projected = torch.einsum("hkd,hqnd->hqnk", w_o.double(), delta)  # W_O^h Δ_qi
+    return projected.norm(dim=-1).float()
 
 
 def perturbation_scores(
@@ -141,7 +146,7 @@ def perturbation_scores(
         if proxies is None:
             scores.append(uniform_leave_one_out(values, v_gram_v, gram).mean(dim=0))
             continue
-        weights, output = proxy_attention(memory, layer, proxies[layer])
+        weights, output = proxy_attention(memory, layer, proxies[layer], torch.float64)
         norms = leave_one_out_norms(weights, output, values, v_gram_v, gram)
         scores.append(norms.mean(dim=(0, 1)))
     return torch.stack(scores)

@@ -18,9 +18,9 @@ from omnimem_ref.model.tokenizer import encode, question_text
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import (
     COLOURS,
-    Question,
     PITCHES,
     SHAPES,
+    Question,
     Scene,
     make_questions,
     render_frame,
