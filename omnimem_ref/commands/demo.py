@@ -1,7 +1,8 @@
 """Stream a clip through TinyOmni with a compression policy and answer its questions.
 
-By default it streams the first bundled sample clip, prints each question with the truth and the
-model's answer, and writes a PNG of KV memory per modality over time.
+By default it streams the first bundled sample clip under OmniMem with 10% of the full stream's
+memory, prints each question with the truth and the model's answer, and writes a PNG of KV memory
+per modality over time. ``--policy full`` keeps everything.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clip", default=str(SAMPLE_CLIP), help="an .mp4 (default: a bundled sample)"
     )
-    parser.add_argument("--policy", default="full", help="compression policy name")
-    parser.add_argument("--budget", help="KV tokens per layer (e.g. 200) or a fraction (e.g. 0.1)")
+    parser.add_argument("--policy", default="omnimem", help="compression policy (default omnimem)")
+    parser.add_argument(
+        "--budget", default="0.1", help="KV tokens per layer (e.g. 60) or a fraction (default 0.1)"
+    )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--out", default="outputs", help="folder for the memory plot")
     add_threads_argument(parser)
@@ -44,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     policy = make_policy(args.policy)
-    budget = parse_budget(args.budget) if args.budget is not None else None
+    budget = parse_budget(args.budget) if args.policy != "full" else None
     model, tokenizer = load_model(args.checkpoint)
     clip_path = Path(args.clip)
     spec = model.config.feature_spec
