@@ -160,8 +160,11 @@ class PerturbationScorer:
     ``question`` run as queries and forgotten), ``"uniform"`` (no query), or a mixture written
     ``"tail+uniform"``: each part normalised to sum 1 per layer, then averaged.
 
-    Default ``"uniform"``: measured best on the trained TinyOmni (README, "Choosing the proxy"):
-    [filled in from the measurement].
+    Default ``"uniform"``: query-free and the cheapest, and the best scorer in DESIGN.md's probe
+    (85.3% vs 76.8% for the chunk tail at a 10% budget). On the shipped, under-trained checkpoint
+    (160 held-out questions, 5% budget, agreement with the full-memory answers) the generic
+    ``"prompt"`` proxy agreed more (0.89 vs 0.79) and ``"prompt+uniform"`` moved the answer
+    distribution least (KL 0.019 vs 0.038); revisit the default once the model is better trained.
     """
 
     proxy: str = "uniform"
