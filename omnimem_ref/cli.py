@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "write synthetic audio-visual clips (.mp4 + .wav) and their questions",
     ),
     "train-tiny": ("train_tiny", "train TinyOmni from scratch on freshly generated clips"),
+    "finetune": (
+        "finetune",
+        "budget-aware LoRA fine-tuning under a compression policy (saves a peft adapter)",
+    ),
     "demo": ("demo", "stream a clip under a memory budget and answer its questions"),
     "eval": ("evaluate", "accuracy of a policy at a budget on a folder of clips"),
     "bench": ("bench", "every policy at several budgets on a folder of clips: the paper's table"),

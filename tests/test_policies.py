@@ -270,6 +270,15 @@ def test_redundancy_aware_selection_prefers_distinct_keys():
     assert sorted(greedy_distinct(scores, keys, other_groups, 2).tolist()) == [0, 1]
 
 
+def test_redundancy_threshold_spares_merely_similar_keys():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    keys = torch.stack([a, a + 0.8 * b, b, -a - b])  # cos(k0, k1) ~ 0.6 after centring
+    scores = torch.tensor([1.0, 0.9, 0.6, 0.1])
+    groups = torch.zeros(4, dtype=torch.long)
+    assert sorted(greedy_distinct(scores, keys, groups, 2).tolist()) == [0, 2]
+    assert sorted(greedy_distinct(scores, keys, groups, 2, threshold=0.9).tolist()) == [0, 1]
+
+
 def test_content_keys_undo_rope(model, last_chunk):
     """Un-rotated cached keys equal k_proj(input_layernorm(h)) computed without any RoPE."""
     memory, context = last_chunk

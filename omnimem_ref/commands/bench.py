@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE", help="write accuracy against budget (.png/.pdf)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N clips")
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
+    parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
     parser.add_argument(
         "--steps-per-chunk", type=int, default=1, help="2-second steps per chunk (default 1)"
     )
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
 
     from omnimem_ref.model.checkpoint import load_model  # torch loads slowly: after the checks
 
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, args.adapter)
     result = run_benchmark(
         model,
         tokenizer,

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", default="0.1", help="KV tokens per layer (e.g. 60) or a fraction (default 0.1)"
     )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
+    parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
     parser.add_argument("--out", default="outputs", help="folder for the memory plot")
     add_threads_argument(parser)
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     policy = make_policy(args.policy)
     budget = parse_budget(args.budget) if args.policy != "full" else None
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, args.adapter)
     clip_path = Path(args.clip)
     spec = model.config.feature_spec
     clip = load_clip(clip_path, spec)

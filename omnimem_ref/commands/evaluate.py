@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="full", help="compression policy name")
     parser.add_argument("--budget", help="KV tokens per layer (e.g. 500) or a fraction (e.g. 0.1)")
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
+    parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(parser)
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     make_policy(args.policy)
     budget = parse_budget(args.budget) if args.budget is not None else None
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, args.adapter)
     result = evaluate(
         model, tokenizer, args.data, args.policy, budget, progress=not args.json, limit=args.limit
     )

@@ -28,6 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_seconds,
         help="longest clip duration to train on",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=defaults.clips_per_batch_at_40s,
+        help="clips per batch at 40 s (scaled by 40 s / duration)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="processes rendering batches (use most CPU cores when training on a GPU)",
+    )
+    parser.add_argument(
+        "--evidence-weight",
+        type=float,
+        default=defaults.evidence_weight,
+        help="weight of the attention-to-evidence loss (0 turns it off)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.add_argument("--log-file", help="also append one JSON line per log entry here")
     add_threads_argument(parser)
@@ -39,8 +57,16 @@ def run(args: argparse.Namespace) -> None:
         raise OmniMemError(f"--steps must be at least 1, got {args.steps}.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")
+    if args.batch < 1 or args.workers < 1:
+        raise OmniMemError("--batch and --workers must be at least 1.")
     config = TrainConfig(
-        steps=args.steps, seed=args.seed, learning_rate=args.lr, max_seconds=args.max_seconds
+        steps=args.steps,
+        seed=args.seed,
+        learning_rate=args.lr,
+        max_seconds=args.max_seconds,
+        clips_per_batch_at_40s=args.batch,
+        workers=args.workers,
+        evidence_weight=args.evidence_weight,
     )
     log = train_tiny(args.out, config, device=args.device, log_file=args.log_file)
     last = log[-1]

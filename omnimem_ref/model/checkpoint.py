@@ -21,8 +21,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "t
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
-def load_model(path: str | Path | None = None) -> tuple[TinyOmniModel, Tokenizer]:
-    """The model and tokenizer in ``path`` (default: the shipped checkpoint), in eval mode."""
+def load_model(
+    path: str | Path | None = None, adapter: str | Path | None = None
+) -> tuple[TinyOmniModel, Tokenizer]:
+    """The model and tokenizer in ``path`` (default: the shipped checkpoint), in eval mode,
+    with the LoRA adapter in ``adapter`` applied if one is given (see ``model/adapter.py``)."""
     directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not directory.is_dir():
         hint = (
@@ -54,4 +57,8 @@ def load_model(path: str | Path | None = None) -> tuple[TinyOmniModel, Tokenizer
             f"The checkpoint in {directory} is corrupt or incomplete ({type(error).__name__}); "
             "retrain it with `omnimem train-tiny` or restore the shipped one with git."
         ) from error
+    if adapter is not None:
+        from omnimem_ref.model.adapter import load_adapter  # peft loads slowly: only if asked
+
+        model = load_adapter(model, adapter)
     return model.eval(), tokenizer

@@ -6,7 +6,11 @@ grid cell of the frame for visual tokens: a static background patch repeats fram
 all audio tokens for audio), so one of two duplicates is kept and the slot of the other goes to
 something new:
 
-    adjusted_j = s_j · (1 - max_{i taken, same group} cos(k_i, k_j))₊
+    adjusted_j = s_j · (1 - max_{i taken, same group} d(cos(k_i, k_j))),
+    d(c) = clamp((c - τ) / (1 - τ), 0, 1)
+
+``τ = 0`` is DESIGN.md's ``s_j · (1 - max cos)₊``; a threshold ``τ`` discounts only keys that are
+nearly the same (cosine above ``τ``), leaving merely similar ones alone.
 
 Keys are compared without their rotary position (RoPE is undone exactly), so two identical patches
 at different times compare as identical, and centred on their modality's mean key, so a bias
@@ -59,7 +63,12 @@ def top_k(
 
 @dataclass
 class RedundancyAware:
-    """Greedy selection by score, discounted by key similarity to tokens already taken."""
+    """Greedy selection by score, discounted by key similarity to tokens already taken.
+
+    ``threshold``: the cosine ``τ`` below which keys do not count as duplicates at all.
+    """
+
+    threshold: float = 0.0
 
     def __call__(
         self,
@@ -78,7 +87,8 @@ class RedundancyAware:
         ]
 
         def pick(pool: torch.Tensor, s: torch.Tensor, k: int, layer: int) -> torch.Tensor:
-            return pool[greedy_distinct(s, keys[layer][pool], groups[layer][pool], k)]
+            chosen = greedy_distinct(s, keys[layer][pool], groups[layer][pool], k, self.threshold)
+            return pool[chosen]
 
         if shares is None:  # one pool: every evictable token, the whole free budget
             shares = free_slots(memory, budget).unsqueeze(1)
@@ -87,7 +97,11 @@ class RedundancyAware:
 
 
 def greedy_distinct(
-    scores: torch.Tensor, keys: torch.Tensor, groups: torch.Tensor, k: int
+    scores: torch.Tensor,
+    keys: torch.Tensor,
+    groups: torch.Tensor,
+    k: int,
+    threshold: float = 0.0,
 ) -> torch.Tensor:
     """Indices of ``k`` of the ``n`` candidates: each step takes the best adjusted score.
 
@@ -96,7 +110,7 @@ def greedy_distinct(
     """
     unit = torch.nn.functional.normalize(keys.float() - keys.float().mean(0), dim=-1)
     scores = scores.float().clamp_min(0)
-    closest = torch.zeros_like(scores)  # max_i cos(k_i, k_j) over taken i of j's group
+    closest = torch.zeros_like(scores)  # max_i d(cos(k_i, k_j)) over taken i of j's group
     available = torch.ones_like(scores, dtype=torch.bool)
     taken = []
     for _ in range(k):
@@ -104,8 +118,9 @@ def greedy_distinct(
         j = int(adjusted.argmax())
         taken.append(j)
         available[j] = False
-        similarity = (unit @ unit[j]).clamp_min(0).masked_fill(groups != groups[j], 0)
-        closest = torch.maximum(closest, similarity)
+        cosine = unit @ unit[j]
+        duplicate = ((cosine - threshold) / (1 - threshold)).clamp(0, 1)  # d(cos)
+        closest = torch.maximum(closest, duplicate.masked_fill(groups != groups[j], 0))
     return torch.tensor(taken, dtype=torch.long)
 
 

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.tokenizer import encode, question_text
 from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.training.evidence import evidence_tokens
 from omnimem_ref.world import (
     COLOURS,
     PITCHES,
@@ -43,6 +44,7 @@ class Batch:
     option_ids: torch.Tensor  # (B, Q, MAX_OPTIONS) token ids, padded with 0
     option_valid: torch.Tensor  # (B, Q, MAX_OPTIONS) bool
     answer_index: torch.Tensor  # (B, Q) index of the true option, IGNORE if no question
+    evidence: torch.Tensor  # (B, Q, stream tokens) bool: the tokens each question is about
     families: list[list[str | None]]  # family of each question slot; None for padding
 
     def to(self, device: str | torch.device) -> Batch:
@@ -97,6 +99,11 @@ def make_batch(
         audio_t.append(a)
         questions.append(training_questions(scene, rng))
     ids, last, option_ids, valid, answer = _question_tensors(tokenizer, questions)
+    per_step = spec.visual_tokens_per_step + spec.audio_tokens_per_step
+    evidence = torch.zeros(batch_size, ids.shape[1], n_steps * per_step, dtype=torch.bool)
+    for i, qs in enumerate(questions):
+        for j, q in enumerate(qs):
+            evidence[i, j] = evidence_tokens(q, visual_t[i], audio_t[i])
     return Batch(
         patches=torch.stack(patches),
         audio=torch.stack(audio),
@@ -107,6 +114,7 @@ def make_batch(
         option_ids=option_ids,
         option_valid=valid,
         answer_index=answer,
+        evidence=evidence,
         families=[[q.family for q in qs] + [None] * (ids.shape[1] - len(qs)) for qs in questions],
     )
 

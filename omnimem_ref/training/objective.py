@@ -18,6 +18,7 @@ from omnimem_ref.model.modeling import AUDIO_PROBE_CLASSES, VISUAL_PROBE_CLASSES
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.batches import IGNORE, Batch
+from omnimem_ref.training.evidence import evidence_loss, question_attention
 from omnimem_ref.training.sequence import forward_sequence
 
 
@@ -26,6 +27,7 @@ class LossReport:
     loss: torch.Tensor
     answer_loss: float
     probe_loss: float
+    evidence_loss: float
     correct: torch.Tensor  # (B, Q) bool, valid where answer_index != IGNORE
 
 
@@ -38,12 +40,18 @@ def stream_embeddings(model: TinyOmniModel, batch: Batch) -> tuple[torch.Tensor,
     return visual, audio, model.interleave(visual, audio)
 
 
+def question_ends(layout, batch: Batch) -> torch.Tensor:
+    """(B, Q) index in the sequence of each question's last token (where its answer is read)."""
+    first = layout.prefix + layout.stream
+    starts = first + torch.arange(layout.n_questions, device=batch.question_last.device) * (
+        layout.question_length
+    )
+    return starts.unsqueeze(0) + batch.question_last
+
+
 def option_logits(model: TinyOmniModel, hidden: torch.Tensor, layout, batch: Batch) -> torch.Tensor:
     """(B, Q, MAX_OPTIONS) logits of each question's options, -inf for padding options."""
-    starts = (
-        layout.prefix + layout.stream + torch.arange(layout.n_questions) * layout.question_length
-    )
-    last = starts.unsqueeze(0) + batch.question_last  # (B, Q)
+    last = question_ends(layout, batch)  # (B, Q)
     h = torch.gather(hidden, 1, last.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
     vocab_logits = model.answer_logits(h)  # (B, Q, V)
     logits = torch.gather(vocab_logits, 2, batch.option_ids)
@@ -62,12 +70,51 @@ def _probe_loss(
     return torch.stack(losses).sum()
 
 
+def supervised_evidence(
+    model: TinyOmniModel, layer_inputs: list[torch.Tensor], layout, batch: Batch
+) -> torch.Tensor:
+    """Attention supervision at each question's last token (see ``evidence.py``): in the first
+    half of the layers, attend to the question's own words (gather what is asked); in the second
+    half, attend to the stream tokens that answer it (retrieve)."""
+    query_index = question_ends(layout, batch)
+    b, n_q, _ = batch.evidence.shape
+    device = batch.evidence.device
+    evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
+    evidence[..., layout.prefix : layout.prefix + layout.stream] = batch.evidence
+    words = torch.zeros_like(evidence)
+    starts = query_index - batch.question_last  # (B, Q)
+    offsets = torch.arange(layout.question_length, device=device)
+    within = offsets <= batch.question_last.unsqueeze(-1)  # (B, Q, L)
+    index = (starts.unsqueeze(-1) + offsets).masked_fill(~within, 0)
+    words.scatter_(2, index, within)
+    words[..., 0] &= layout.prefix + layout.stream == 0  # index 0 only stood in for padding
+    words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
+    positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
+    visible = layout.visibility()
+    n_layers = len(layer_inputs)
+    losses = [
+        evidence_loss(
+            question_attention(model, i, layer_inputs[i], positions, query_index, visible),
+            words if i < n_layers // 2 else evidence,
+        )
+        for i in range(n_layers)
+    ]
+    return torch.stack(losses).mean()
+
+
 def compute_loss(
-    model: TinyOmniModel, tokenizer: Tokenizer, batch: Batch, probe_weight: float = 1.0
+    model: TinyOmniModel,
+    tokenizer: Tokenizer,
+    batch: Batch,
+    probe_weight: float = 1.0,
+    evidence_weight: float = 0.0,
 ) -> LossReport:
-    prefix = torch.tensor(encode(tokenizer, PROMPT))
+    prefix = torch.tensor(encode(tokenizer, PROMPT), device=batch.patches.device)
     visual, audio, stream = stream_embeddings(model, batch)
-    hidden, layout = forward_sequence(model, prefix, stream, batch.question_ids)
+    layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
+    hidden, layout = forward_sequence(
+        model, prefix, stream, batch.question_ids, layer_inputs=layer_inputs
+    )
     logits = option_logits(model, hidden, layout, batch)
     answer_loss = F.cross_entropy(
         logits.flatten(0, 1).nan_to_num(neginf=-1e4),
@@ -94,4 +141,8 @@ def compute_loss(
     )
     correct = logits.argmax(-1) == batch.answer_index
     loss = answer_loss + probe_weight * probe
-    return LossReport(loss, answer_loss.item(), probe.item(), correct)
+    evidence = torch.zeros(())
+    if layer_inputs is not None:
+        evidence = supervised_evidence(model, layer_inputs, layout, batch)
+        loss = loss + evidence_weight * evidence
+    return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

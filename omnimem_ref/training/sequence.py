@@ -51,12 +51,14 @@ def forward_sequence(
     stream_embeddings: torch.Tensor,
     question_ids: torch.Tensor,
     visible: torch.Tensor | None = None,
+    layer_inputs: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, SequenceLayout]:
     """Final hidden states (B, total, hidden) for ``[prefix | stream | questions]``.
 
     ``prefix_ids`` (P,), ``stream_embeddings`` (B, S, hidden), ``question_ids`` (B, Q, L).
     ``visible`` overrides the default visibility: (total, total) or (B, total, total) for all
-    layers, or (layers, B, total, total) for a different mask in each layer.
+    layers, or (layers, B, total, total) for a different mask in each layer. A list passed as
+    ``layer_inputs`` receives each layer's input hidden states (for evidence supervision).
     """
     b, n_q, q_len = question_ids.shape
     layout = SequenceLayout(len(prefix_ids), stream_embeddings.shape[1], n_q, q_len)
@@ -70,8 +72,14 @@ def forward_sequence(
         return _forward_per_layer(model, embeddings, positions, visible), layout
     mask = attention_mask(visible.to(embeddings.device), model.backbone.config, embeddings.dtype)
     out = model.backbone(
-        inputs_embeds=embeddings, attention_mask=mask, position_ids=positions, use_cache=False
+        inputs_embeds=embeddings,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=False,
+        output_hidden_states=layer_inputs is not None,
     )
+    if layer_inputs is not None:  # hidden_states[i] is the input of layer i (the last: output)
+        layer_inputs.extend(out.hidden_states[: len(model.backbone.layers)])
     return out.last_hidden_state, layout
 
 

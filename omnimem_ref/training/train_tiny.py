@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from omnimem_ref.features import FeatureSpec
@@ -42,6 +42,8 @@ class TrainConfig:
     max_seconds: float = 120.0
     curriculum_seconds: float = 64.0  # longest clip during the first half
     probe_weight: float = 1.0
+    evidence_weight: float = 1.0  # attention supervision towards each question's evidence
+    workers: int = 1  # background processes rendering batches
     log_every: int = 25
     checkpoint_every: int = 250
 
@@ -62,9 +64,13 @@ class SyntheticBatches(IterableDataset):
         self.config, self.spec = config, spec
 
     def __iter__(self) -> Iterator[Batch]:
-        rng = np.random.default_rng([self.config.seed, 1])
+        """Worker ``w`` of ``n`` renders steps w, w + n, ...; the loader interleaves them back
+        in step order, so a run is reproducible for a given seed and number of workers."""
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = np.random.default_rng([self.config.seed, 1, worker])
         tokenizer = build_tokenizer()
-        for step in range(self.config.steps):
+        for step in range(worker, self.config.steps, n_workers):
             duration = duration_for_step(self.config, step, rng)
             size = batch_size_for(self.config, duration)
             yield make_batch(rng, tokenizer, self.spec, size, duration)
@@ -108,7 +114,7 @@ def train_tiny(
     batches = DataLoader(
         SyntheticBatches(config, model.config.feature_spec),
         batch_size=None,
-        num_workers=1,
+        num_workers=config.workers,
         prefetch_factor=4,
         worker_init_fn=lambda _: torch.set_num_threads(1),
         persistent_workers=False,
@@ -121,7 +127,7 @@ def train_tiny(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         batch = batch.to(device)
-        report = compute_loss(model, tokenizer, batch, config.probe_weight)
+        report = compute_loss(model, tokenizer, batch, config.probe_weight, config.evidence_weight)
         optimizer.zero_grad(set_to_none=True)
         report.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -136,6 +142,7 @@ def train_tiny(
                 ),
                 "answer_loss": round(report.answer_loss, 4),
                 "probe_loss": round(report.probe_loss, 4),
+                "evidence_loss": round(report.evidence_loss, 4),
                 "accuracy": {
                     f: round(float(np.mean(v)), 3) if v else None for f, v in window.items()
                 },

@@ -1,0 +1,96 @@
+"""Evidence supervision: teach each question to look at the tokens that answer it.
+
+A question is answered by a handful of stream tokens among a thousand (the loud tone's two audio
+tokens, the red object's patch in a few frames). At initialisation every question attends to all
+tokens about equally, so the answer loss alone sends almost no gradient to the few that matter,
+and a tiny model takes a very long time to discover retrieval. This auxiliary loss shows it where
+to look: at the question's last token, in the later layers, the attention mass (averaged over
+heads) on the evidence tokens should be high,
+
+    L_evidence = - mean_{questions, layers} log( (1/H) Σ_h Σ_{j ∈ evidence} a_hj ).
+
+The evidence is what the question names, read off the probe targets: the patches showing a colour
+the question mentions (visual, temporal), the audio tokens of the pitch it mentions (binding), the
+loud tone's audio tokens (audio). It is a training aid only; nothing at inference time uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+from omnimem_ref.model.modeling import TinyOmniModel
+from omnimem_ref.world import COLOURS, PITCHES
+from omnimem_ref.world.questions import Question
+
+LOUD = 2  # the audio probe's loudness class of a loud tone (0 none, 1 soft, 2 loud)
+
+
+def evidence_tokens(
+    question: Question, visual_targets: torch.Tensor, audio_targets: torch.Tensor
+) -> torch.Tensor:
+    """(steps * (P + A),) bools over one clip's stream: the tokens ``question`` is about.
+
+    ``visual_targets`` (steps, P, 2) and ``audio_targets`` (steps, A, 3) are the probe targets
+    (class 0 = nothing), laid out as in the interleaved stream (each step: patches, then audio).
+    """
+    words = question.question.split()
+    colours = [list(COLOURS).index(w) + 1 for w in words if w in COLOURS]
+    pitches = [list(PITCHES).index(w) + 1 for w in words if w in PITCHES]
+    visual = torch.isin(visual_targets[..., 0], torch.tensor(colours, dtype=torch.long))
+    if question.family == "audio":
+        audio = audio_targets[..., 1] == LOUD
+    else:
+        audio = torch.isin(audio_targets[..., 0], torch.tensor(pitches, dtype=torch.long))
+    return torch.cat([visual, audio], dim=-1).flatten()
+
+
+def question_attention(
+    model: TinyOmniModel,
+    layer: int,
+    layer_input: torch.Tensor,
+    positions: torch.Tensor,
+    query_index: torch.Tensor,
+    visible: torch.Tensor,
+) -> torch.Tensor:
+    """Log attention weights (B, heads, Q, total) of the tokens at ``query_index`` (B, Q).
+
+    Recomputed from the layer's input exactly as the layer computes them (RMSNorm, projections,
+    RoPE, grouped heads, scaled dot product); ``visible`` (total, total) is the sequence's mask.
+    """
+    block: Any = model.backbone.layers[layer]  # a Qwen2DecoderLayer
+    attention = block.self_attn
+    b, total, _ = layer_input.shape
+    d = attention.head_dim
+    normed = block.input_layernorm(layer_input)
+    cos, sin = model.backbone.rotary_emb(normed, positions)
+    keys = attention.k_proj(normed).view(b, total, -1, d).transpose(1, 2)  # (B, kv, total, d)
+    keys = apply_rotary_pos_emb(keys, keys, cos, sin)[0]
+    at = query_index.unsqueeze(-1)  # (B, Q, 1)
+    q_in = torch.gather(normed, 1, at.expand(-1, -1, normed.shape[-1]))
+    queries = attention.q_proj(q_in).view(b, at.shape[1], -1, d).transpose(1, 2)  # (B, H, Q, d)
+    q_cos = torch.gather(cos, 1, at.expand(-1, -1, d))
+    q_sin = torch.gather(sin, 1, at.expand(-1, -1, d))
+    queries = apply_rotary_pos_emb(queries, queries, q_cos, q_sin)[0]
+    keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)
+    logits = queries @ keys.transpose(-1, -2) / math.sqrt(d)  # q·k / sqrt(d)
+    allowed = visible.to(logits.device)[query_index].unsqueeze(1)  # (B, 1, Q, total)
+    return logits.masked_fill(~allowed, float("-inf")).log_softmax(dim=-1)
+
+
+def evidence_loss(log_weights: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """-log of the head-averaged attention mass on the evidence, averaged over questions.
+
+    ``log_weights`` (B, H, Q, total); ``evidence`` (B, Q, total) bools. Questions without evidence
+    (padding) are left out.
+    """
+    on_evidence = log_weights.masked_fill(~evidence.unsqueeze(1), float("-inf"))
+    mass = on_evidence.logsumexp(dim=-1)  # log Σ_{j ∈ evidence} a_hj, (B, H, Q)
+    head_mean = mass.logsumexp(dim=1) - math.log(mass.shape[1])  # log (1/H) Σ_h, (B, Q)
+    has_evidence = evidence.any(dim=-1)
+    if not has_evidence.any():
+        return log_weights.new_zeros(())
+    return -head_mean[has_evidence].mean()
