@@ -91,6 +91,7 @@ class TinyOmniModel(PreTrainedModel):
 
     def _stream_embedding(self, modality: int, seconds: torch.Tensor) -> torch.Tensor:
         kind = self.modality_embedding.weight[modality]
+        seconds = seconds.to(kind.device)
         when = self.time_embedding(time_features(seconds, self.config.max_seconds))
         return kind + when
 
