@@ -26,7 +26,7 @@ from omnimem_ref.policies.perturbation import (
 )
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
 from omnimem_ref.policies.recent import RecentWindow
-from omnimem_ref.policies.selection import content_keys, greedy_distinct, top_k
+from omnimem_ref.policies.selection import content_keys, distinct_top_k, top_k
 from omnimem_ref.streaming.memory import KVMemory
 from omnimem_ref.streaming.session import StreamingSession
 from tests.model_fixtures import tiny_model, tiny_stream
@@ -263,11 +263,11 @@ def test_redundancy_aware_selection_prefers_distinct_keys():
     keys = torch.stack([a, a + 0.01 * b, b, -a])
     scores = torch.tensor([1.0, 0.99, 0.5, 0.1])
     same_group = torch.zeros(4, dtype=torch.long)
-    chosen = greedy_distinct(scores, keys, same_group, 2).tolist()
+    chosen = distinct_top_k(scores, keys, same_group, 2).tolist()
     assert sorted(chosen) == [0, 2], "the near-duplicate of the first pick is skipped"
     assert sorted(scores.topk(2).indices.tolist()) == [0, 1], "plain top-k keeps both duplicates"
     other_groups = torch.tensor([0, 1, 2, 3])  # different patches never discount each other
-    assert sorted(greedy_distinct(scores, keys, other_groups, 2).tolist()) == [0, 1]
+    assert sorted(distinct_top_k(scores, keys, other_groups, 2).tolist()) == [0, 1]
 
 
 def test_redundancy_threshold_spares_merely_similar_keys():
@@ -275,8 +275,8 @@ def test_redundancy_threshold_spares_merely_similar_keys():
     keys = torch.stack([a, a + 0.8 * b, b, -a - b])  # cos(k0, k1) ~ 0.6 after centring
     scores = torch.tensor([1.0, 0.9, 0.6, 0.1])
     groups = torch.zeros(4, dtype=torch.long)
-    assert sorted(greedy_distinct(scores, keys, groups, 2).tolist()) == [0, 2]
-    assert sorted(greedy_distinct(scores, keys, groups, 2, threshold=0.9).tolist()) == [0, 1]
+    assert sorted(distinct_top_k(scores, keys, groups, 2).tolist()) == [0, 2]
+    assert sorted(distinct_top_k(scores, keys, groups, 2, threshold=0.9).tolist()) == [0, 1]
 
 
 def test_content_keys_undo_rope(model, last_chunk):

@@ -3,8 +3,14 @@
 Each step draws new scenes (never the same clip twice), so there is no overfitting to a fixed set
 and no dataset to ship. Clip durations follow a curriculum: short clips first (they learn fastest),
 then the whole documented range up to ``max_seconds``; the batch size shrinks as clips get longer
-so every step costs about the same. Batches are rendered in a background worker process while
-the model trains on the previous one.
+so every step costs about the same. Batches are rendered in background worker processes
+(``workers``) while the model trains on earlier ones.
+
+The loss (``objective.py``) has three parts: the answers; dense per-token probe targets; and
+evidence supervision (``evidence.py``), which teaches each question where to look. Without the
+last, the answers stayed near chance for the first thousand steps (a 1,200-step CPU run reached
+52% on held-out clips); with it, the same model reaches 100% on training streams within 4,000
+steps (``results/train_tiny_gpu.log.jsonl``).
 """
 
 from __future__ import annotations
@@ -33,11 +39,11 @@ from omnimem_ref.world import FAMILIES
 
 @dataclass
 class TrainConfig:
-    steps: int = 1200
+    steps: int = 6000
     seed: int = 0
     learning_rate: float = 2e-3
     warmup_steps: int = 100
-    clips_per_batch_at_40s: int = 8  # batch size scales as 40 s / duration
+    clips_per_batch_at_40s: int = 16  # batch size scales as 40 s / duration
     min_seconds: float = 16.0
     max_seconds: float = 120.0
     curriculum_seconds: float = 64.0  # longest clip during the first half
