@@ -1,4 +1,5 @@
-"""Shared fixtures: one small generated dataset, written once per test session."""
+"""Shared fixtures: one small generated dataset (written once per test session), and a tiny
+random TinyOmni with a short stream (built once per test module: some tests mutate them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from omnimem_ref.dataset import generate_dataset, load_dataset
+from omnimem_ref.model.tokenizer import build_tokenizer
+from tests.model_fixtures import tiny_model, tiny_stream
 
 SMALL_SEED = 11
 SMALL_DURATION = 24.0  # long enough for objects two steps long, short enough to be quick
@@ -23,3 +26,18 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_scenes(small_dataset: Path) -> dict:
     return load_dataset(small_dataset)[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return tiny_stream()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()

@@ -12,6 +12,9 @@ from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import render_frame, render_waveform, sample_scene
 
+QUESTION = "what shape was the red object ?"
+OPTIONS = ("circle", "square", "triangle", "cross")
+
 
 def tiny_model(seed: int = 0, **text_overrides) -> TinyOmniModel:
     torch.manual_seed(seed)

@@ -9,7 +9,7 @@ import torch
 from omnimem_ref.cli import main
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.adapter import attach_lora, load_adapter, lora_config, save_adapter
-from omnimem_ref.model.tokenizer import ANSWER_SUFFIX, QUESTION_PREFIX, build_tokenizer
+from omnimem_ref.model.tokenizer import ANSWER_SUFFIX, QUESTION_PREFIX
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -22,11 +22,6 @@ from omnimem_ref.training.finetune import (
     select_memory,
 )
 from tests.model_fixtures import tiny_model
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
 
 
 def a_batch(tokenizer, model, clips: int = 2, seconds: float = 16.0, seed: int = 0):

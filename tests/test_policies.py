@@ -9,7 +9,6 @@ import torch
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import AUDIO, TEXT, VISUAL
-from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.allocation import FixedShare, Proportional, ScoreMass, water_fill
 from omnimem_ref.policies.attention import proxy_attention
@@ -29,26 +28,9 @@ from omnimem_ref.policies.recent import RecentWindow
 from omnimem_ref.policies.selection import content_keys, distinct_top_k, top_k
 from omnimem_ref.streaming.memory import KVMemory
 from omnimem_ref.streaming.session import StreamingSession
-from tests.model_fixtures import tiny_model, tiny_stream
+from tests.model_fixtures import OPTIONS, QUESTION
 
-QUESTION = "what shape was the red object ?"
-OPTIONS = ("circle", "square", "triangle", "cross")
 BUDGET = 40
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def stream():
-    return tiny_stream()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
 
 
 class Recorder(CompressionPolicy):

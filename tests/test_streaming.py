@@ -6,29 +6,11 @@ import pytest
 import torch
 
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode, question_text
+from omnimem_ref.model.tokenizer import PROMPT, encode, question_text
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.training.sequence import forward_sequence
-from tests.model_fixtures import tiny_model, tiny_stream
-
-QUESTION = "what shape was the red object ?"
-OPTIONS = ("circle", "square", "triangle", "cross")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def stream():
-    return tiny_stream()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
+from tests.model_fixtures import OPTIONS, QUESTION
 
 
 def one_pass_option_logits(model, tokenizer, stream, visible=None) -> torch.Tensor:

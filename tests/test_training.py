@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode
+from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.training.batches import make_batch
 from omnimem_ref.training.evidence import evidence_tokens, question_attention
 from omnimem_ref.training.objective import compute_loss, question_ends, stream_embeddings
@@ -15,11 +14,6 @@ from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from omnimem_ref.world import COLOURS, PITCHES, sample_scene
 from omnimem_ref.world.questions import make_questions
 from tests.model_fixtures import tiny_model
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
 
 
 def test_evidence_is_what_the_question_names():
