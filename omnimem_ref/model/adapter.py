@@ -70,6 +70,8 @@ def save_adapter(peft_model: PeftModel, out_dir: str | Path, info: dict) -> None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    for config in peft_model.peft_config.values():  # a folder name, not this machine's path
+        config.base_model_name_or_path = Path(str(config.base_model_name_or_path)).name
     peft_model.save_pretrained(str(tmp))
     (tmp / ADAPTER_INFO).write_text(json.dumps(info, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
