@@ -72,7 +72,7 @@ def save_adapter(peft_model: PeftModel, out_dir: str | Path, info: dict) -> None
     shutil.rmtree(tmp, ignore_errors=True)
     for config in peft_model.peft_config.values():  # a folder name, not this machine's path
         config.base_model_name_or_path = Path(str(config.base_model_name_or_path)).name
-    peft_model.save_pretrained(str(tmp))
+    peft_model.save_pretrained(str(tmp), save_embedding_layers=False)  # only LoRA weights
     (tmp / ADAPTER_INFO).write_text(json.dumps(info, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)

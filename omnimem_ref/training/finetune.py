@@ -101,14 +101,12 @@ def select_memory(
     (layers, B, total, total) visibilities the second pass trains with."""
     was_training = model.training
     spec = model.config.feature_spec
+    full_tokens = layout.prefix + layout.stream
+    budget = max(layout.prefix + 1, round(fraction * full_tokens))  # always room past the prompt
     masks = []
     for patches, audio in zip(batch.patches, batch.audio, strict=True):
-        inputs = StreamInputs(patches, audio, spec)
-        probe = StreamingSession(model, tokenizer)  # only to learn the prompt length
-        full_tokens = probe.prefix_length + inputs.n_steps * inputs.tokens_per_step
-        budget = max(probe.prefix_length + 1, round(fraction * full_tokens))
         session = StreamingSession(model, tokenizer, make_policy(policy), budget)
-        session.stream(inputs)
+        session.stream(StreamInputs(patches, audio, spec))
         masks.append(compressed_visibility(session, layout))
     model.train(was_training)
     return torch.stack(masks, dim=1)
