@@ -93,6 +93,7 @@ class BenchResult:
     data: str
     checkpoint: str | None
     wall_seconds: float
+    adapter: str | None = None  # LoRA adapter folder, if the model ran with one
 
     @property
     def full(self) -> BenchRecord | None:
@@ -110,6 +111,7 @@ class BenchResult:
         return {
             "data": self.data,
             "checkpoint": self.checkpoint,
+            "adapter": self.adapter,
             "policies": self.policies,
             "budgets": self.budgets,
             "clips": len({q["clip"] for q in self.questions}),
@@ -128,6 +130,7 @@ class BenchResult:
             budgets=list(data["budgets"]),
             data=data["data"],
             checkpoint=data.get("checkpoint"),
+            adapter=data.get("adapter"),
             wall_seconds=data.get("wall_seconds", 0.0),
         )
 

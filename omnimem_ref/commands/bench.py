@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> None:
         steps_per_chunk=args.steps_per_chunk,
         checkpoint=args.checkpoint,
     )
+    result.adapter = args.adapter
     print(report(result))
     print(f"\n{len(result.records)} records in {result.wall_seconds:.0f} s")
     if args.json:

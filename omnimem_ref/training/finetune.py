@@ -52,13 +52,13 @@ from omnimem_ref.world import FAMILIES
 @dataclass
 class FinetuneConfig:
     policy: str = "omnimem"
-    budgets: tuple[float, ...] = (0.05, 0.1, 0.2)  # fractions of the stream, one drawn per batch
+    budgets: tuple[float, ...] = (0.03, 0.05)  # fractions of the stream, one drawn per batch
     full_memory_share: float = 0.2  # share of batches trained with full memory
-    steps: int = 200
+    steps: int = 300
     clips_per_batch: int = 4
     min_seconds: float = 16.0
     max_seconds: float = 64.0
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     rank: int = 8
     alpha: int = 16
     distill_weight: float = 1.0
