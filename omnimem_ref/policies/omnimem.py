@@ -6,7 +6,7 @@ OmniMem as this project formalises it (DESIGN.md §2; the paper's exact formulas
    (:mod:`~omnimem_ref.policies.perturbation`);
 2. stage 1 splits each layer's free slots across modalities by score mass, with a floor
    (:class:`~omnimem_ref.policies.allocation.ScoreMass`);
-3. stage 3 fills each share greedily, discounting near-duplicate keys
+3. stage 3 fills each share by score, discounting keys that repeat a better-scored one
    (:class:`~omnimem_ref.policies.selection.RedundancyAware`).
 
 The ablations each remove one stage: ``omnimem-no-alloc`` (one global pool), ``omnimem-no-perturb``
