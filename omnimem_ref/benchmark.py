@@ -38,14 +38,12 @@ from tqdm.auto import tqdm
 from omnimem_ref.budget import Budget, parse_budget
 from omnimem_ref.dataset import load_dataset
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.evaluation import kv_bytes_per_token, warn_if_longer_than_trained
-from omnimem_ref.media import load_clip
+from omnimem_ref.evaluation import group_by_clip, kv_bytes_per_token, load_stream
 from omnimem_ref.model.modeling import MODALITY_NAMES, TinyOmniModel
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.base import CompressionPolicy
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
-from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import FAMILIES
 
 FULL = "full"
@@ -233,6 +231,7 @@ def run_benchmark(
     progress: bool = True,
     steps_per_chunk: int = 1,
     checkpoint: str | None = None,
+    adapter: str | None = None,
 ) -> BenchResult:
     """Stream every clip of ``data_dir`` (the first ``limit``) under each policy and budget.
 
@@ -247,9 +246,7 @@ def run_benchmark(
     if limit is not None and limit < 1:
         raise OmniMemError(f"--limit must be at least 1, got {limit}.")
     questions_all, scenes, _ = load_dataset(data_dir)
-    by_clip: dict[str, list] = defaultdict(list)
-    for q in questions_all:
-        by_clip[q.clip].append(q)
+    by_clip = group_by_clip(questions_all)
     clips = sorted(by_clip)[:limit]
     spec = model.config.feature_spec
     prefix = prefix_length(tokenizer)
@@ -267,9 +264,7 @@ def run_benchmark(
     tallies: dict[tuple[str, str | None], _Tally] = defaultdict(_Tally)
     bar = tqdm(clips, disable=not progress, desc="bench", unit="clip")
     for clip_name in bar:
-        clip = load_clip(Path(data_dir) / f"{clip_name}.mp4", spec)
-        inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
-        warn_if_longer_than_trained(model, inputs.duration)
+        inputs = load_stream(model, data_dir, clip_name)
         full_tokens = prefix + inputs.n_steps * inputs.tokens_per_step
         runs: list[tuple[str, PolicyFactory, Budget | None]] = [(FULL, factories[FULL], None)]
         runs += [(n, f, b) for b in budgets for n, f in factories.items() if n != FULL]
@@ -305,6 +300,7 @@ def run_benchmark(
         data=str(data_dir),
         checkpoint=checkpoint,
         wall_seconds=time.perf_counter() - started,
+        adapter=adapter,
     )
 
 

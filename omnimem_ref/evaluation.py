@@ -21,7 +21,7 @@ from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
-from omnimem_ref.world import FAMILIES
+from omnimem_ref.world import FAMILIES, Question
 
 
 @dataclass
@@ -59,17 +59,11 @@ def evaluate(
 ) -> EvalResult:
     """Stream every clip of ``data_dir`` under ``policy`` and ``budget``; ask all its questions."""
     make_policy(policy)  # refuse an unknown name before any work
-    questions, _, _ = load_dataset(data_dir)
-    by_clip: dict[str, list] = defaultdict(list)
-    for q in questions:
-        by_clip[q.clip].append(q)
+    by_clip = group_by_clip(load_dataset(data_dir)[0])
     clips = sorted(by_clip)[:limit]
-    spec = model.config.feature_spec
     predictions, peak, too_big = [], 0, 0
     for clip_name in tqdm(clips, disable=not progress, desc=f"eval {policy}"):
-        clip = load_clip(Path(data_dir) / f"{clip_name}.mp4", spec)
-        inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
-        warn_if_longer_than_trained(model, inputs.duration)
+        inputs = load_stream(model, data_dir, clip_name)
         session = StreamingSession(model, tokenizer, make_policy(policy))
         full_tokens = session.prefix_length + inputs.n_steps * inputs.tokens_per_step
         if budget is not None:
@@ -82,6 +76,24 @@ def evaluate(
             answer = session.answer(q.question, q.options)
             predictions.append({**q.to_dict(), "prediction": answer.choice})
     return _summarise(model, policy, budget, predictions, peak, too_big)
+
+
+def group_by_clip(questions: list[Question]) -> dict[str, list[Question]]:
+    """Questions grouped by the clip they are about."""
+    grouped: dict[str, list[Question]] = defaultdict(list)
+    for q in questions:
+        grouped[q.clip].append(q)
+    return grouped
+
+
+def load_stream(model: TinyOmniModel, data_dir: str | Path, clip_name: str) -> StreamInputs:
+    """Decode ``clip_name`` of a dataset into the model's encoder inputs (warning if it is longer
+    than the model was trained on)."""
+    spec = model.config.feature_spec
+    clip = load_clip(Path(data_dir) / f"{clip_name}.mp4", spec)
+    inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
+    warn_if_longer_than_trained(model, inputs.duration)
+    return inputs
 
 
 def warn_if_longer_than_trained(model: TinyOmniModel, seconds: float) -> None:

@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         steps_per_chunk=args.steps_per_chunk,
         checkpoint=args.checkpoint,
+        adapter=args.adapter,
     )
-    result.adapter = args.adapter
     print(report(result))
     print(f"\n{len(result.records)} records in {result.wall_seconds:.0f} s")
     if args.json:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,9 @@ from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.batches import IGNORE, Batch, make_batch
-from omnimem_ref.training.objective import option_logits, stream_embeddings
+from omnimem_ref.training.objective import option_logits, prompt_ids, stream_embeddings
 from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
+from omnimem_ref.training.train_tiny import track_accuracy, window_accuracy
 from omnimem_ref.world import FAMILIES
 
 
@@ -64,7 +65,7 @@ class FinetuneConfig:
     distill_weight: float = 1.0
     seed: int = 0
     log_every: int = 10
-    targets: tuple[str, ...] = field(default=LORA_TARGETS)
+    targets: tuple[str, ...] = LORA_TARGETS
 
     def lora(self) -> LoraConfig:
         return lora_config(self.rank, self.alpha, self.targets)
@@ -116,15 +117,17 @@ def answer_logits_for(
     model: TinyOmniModel, tokenizer: Tokenizer, batch: Batch, visible: torch.Tensor | None
 ) -> torch.Tensor:
     """(B, Q, options) option logits of one forward pass, masked by ``visible`` if given."""
-    prefix = torch.tensor(encode(tokenizer, PROMPT), device=batch.patches.device)
+    prefix = prompt_ids(tokenizer, batch.patches.device)
     _, _, stream = stream_embeddings(model, batch)
     hidden, layout = forward_sequence(model, prefix, stream, batch.question_ids, visible)
     return option_logits(model, hidden, layout, batch)
 
 
-def batch_layout(tokenizer: Tokenizer, batch: Batch, spec_tokens_per_step: int) -> SequenceLayout:
+def batch_layout(tokenizer: Tokenizer, batch: Batch, tokens_per_step: int) -> SequenceLayout:
+    """Where prompt, stream and questions sit in ``batch``'s one-pass sequence (what
+    ``forward_sequence`` will lay out), known before running it so masks can be built."""
     _, n_q, q_len = batch.question_ids.shape
-    stream = batch.patches.shape[1] * spec_tokens_per_step
+    stream = batch.patches.shape[1] * tokens_per_step
     return SequenceLayout(len(encode(tokenizer, PROMPT)), stream, n_q, q_len)
 
 
@@ -211,16 +214,14 @@ def finetune(
             peft_model, model, tokenizer, optimizer, batch, visible, config.distill_weight
         )
         losses.append(loss)
-        _track(window, batch, correct)
+        track_accuracy(window, batch, correct)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             log.append(
                 {
                     "step": step + 1,
                     "seconds": round(time.time() - start, 1),
                     "loss": round(float(np.mean(losses)), 4),
-                    "accuracy": {
-                        f: round(float(np.mean(v)), 3) if v else None for f, v in window.items()
-                    },
+                    "accuracy": window_accuracy(window),
                 }
             )
             window, losses = {f: [] for f in FAMILIES}, []
@@ -238,10 +239,3 @@ def _info(config: FinetuneConfig) -> dict:
     info = asdict(config)
     info["budgets"], info["targets"] = list(config.budgets), list(config.targets)
     return {"finetune_config": info}
-
-
-def _track(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
-    for families, hits in zip(batch.families, correct.tolist(), strict=True):
-        for family, hit in zip(families, hits, strict=True):
-            if family is not None:
-                window[family].append(hit)

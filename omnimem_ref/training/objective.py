@@ -31,6 +31,11 @@ class LossReport:
     correct: torch.Tensor  # (B, Q) bool, valid where answer_index != IGNORE
 
 
+def prompt_ids(tokenizer: Tokenizer, device: torch.device | str) -> torch.Tensor:
+    """The token ids of the prompt prefix every stream starts with."""
+    return torch.tensor(encode(tokenizer, PROMPT), device=device)
+
+
 def stream_embeddings(model: TinyOmniModel, batch: Batch) -> tuple[torch.Tensor, ...]:
     """Encoder outputs for the batch and the interleaved stream: (visual, audio, stream)."""
     spec = model.config.feature_spec
@@ -81,13 +86,10 @@ def supervised_evidence(
     device = batch.evidence.device
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
     evidence[..., layout.prefix : layout.prefix + layout.stream] = batch.evidence
-    words = torch.zeros_like(evidence)
-    starts = query_index - batch.question_last  # (B, Q)
-    offsets = torch.arange(layout.question_length, device=device)
-    within = offsets <= batch.question_last.unsqueeze(-1)  # (B, Q, L)
-    index = (starts.unsqueeze(-1) + offsets).masked_fill(~within, 0)
-    words.scatter_(2, index, within)
-    words[..., 0] &= layout.prefix + layout.stream == 0  # index 0 only stood in for padding
+    # A question's own words: from its first token up to its last (where it is asked).
+    sequence = torch.arange(layout.total, device=device)
+    first = query_index - batch.question_last  # (B, Q)
+    words = (sequence >= first.unsqueeze(-1)) & (sequence <= query_index.unsqueeze(-1))
     words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
     positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
     visible = layout.visibility()
@@ -109,7 +111,7 @@ def compute_loss(
     probe_weight: float = 1.0,
     evidence_weight: float = 0.0,
 ) -> LossReport:
-    prefix = torch.tensor(encode(tokenizer, PROMPT), device=batch.patches.device)
+    prefix = prompt_ids(tokenizer, batch.patches.device)
     visual, audio, stream = stream_embeddings(model, batch)
     layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
     hidden, layout = forward_sequence(

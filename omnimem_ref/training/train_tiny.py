@@ -138,7 +138,7 @@ def train_tiny(
         report.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        _track_accuracy(window, batch, report.correct)
+        track_accuracy(window, batch, report.correct)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             entry = {
                 "step": step + 1,
@@ -149,9 +149,7 @@ def train_tiny(
                 "answer_loss": round(report.answer_loss, 4),
                 "probe_loss": round(report.probe_loss, 4),
                 "evidence_loss": round(report.evidence_loss, 4),
-                "accuracy": {
-                    f: round(float(np.mean(v)), 3) if v else None for f, v in window.items()
-                },
+                "accuracy": window_accuracy(window),
             }
             log.append(entry)
             bar.set_postfix(
@@ -179,8 +177,14 @@ def save_checkpoint(model: TinyOmniModel, out_dir: Path, extra: dict) -> None:
     tmp.rename(out_dir)
 
 
-def _track_accuracy(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
+def track_accuracy(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
+    """Append each answered question's hit or miss to its family's list in ``window``."""
     for clip_families, clip_correct in zip(batch.families, correct.tolist(), strict=True):
         for family, hit in zip(clip_families, clip_correct, strict=True):
             if family is not None:
                 window[family].append(hit)
+
+
+def window_accuracy(window: dict[str, list[bool]]) -> dict[str, float | None]:
+    """Accuracy per family over the questions collected in ``window`` (None: none asked)."""
+    return {f: round(float(np.mean(v)), 3) if v else None for f, v in window.items()}
