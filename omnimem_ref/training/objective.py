@@ -75,7 +75,7 @@ def _probe_loss(
     return torch.stack(losses).sum()
 
 
-def supervised_evidence(
+def attention_supervision_loss(
     model: TinyOmniModel, layer_inputs: list[torch.Tensor], layout, batch: Batch
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
@@ -145,6 +145,6 @@ def compute_loss(
     loss = answer_loss + probe_weight * probe
     evidence = torch.zeros(())
     if layer_inputs is not None:
-        evidence = supervised_evidence(model, layer_inputs, layout, batch)
+        evidence = attention_supervision_loss(model, layer_inputs, layout, batch)
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)
