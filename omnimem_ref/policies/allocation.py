@@ -11,6 +11,8 @@ total score) and ``free`` (slots to fill) to integer shares that sum to ``free``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,39 +26,41 @@ if TYPE_CHECKING:
 
 
 class Allocation(Protocol):
-    def __call__(self, counts: torch.Tensor, mass: torch.Tensor, free: int) -> torch.Tensor:
-        """(modalities,) counts and score mass, ``free`` slots -> (modalities,) integer shares."""
+    def __call__(self, counts: Sequence[int], mass: Sequence[float], free: int) -> list[int]:
+        """Per modality: tokens that may be evicted and their score mass; ``free`` slots ->
+        integer shares (plain Python numbers: there are only a handful of them)."""
         ...
 
 
-def largest_remainder(quotas: torch.Tensor, total: int) -> torch.Tensor:
+def largest_remainder(quotas: Sequence[float], total: int) -> list[int]:
     """Round non-negative ``quotas`` summing to ``total`` to integers with the same sum."""
-    shares = quotas.floor().long()
-    short = total - int(shares.sum())
-    if short > 0:
-        remainder = torch.where(quotas > 0, quotas - shares, -1.0)  # never round up a zero quota
-        shares[remainder.topk(short).indices] += 1
+    shares = [math.floor(q) for q in quotas]
+    short = total - sum(shares)
+    # Round up the largest remainders first; never round up a zero quota.
+    remainder = [q - s if q > 0 else -1.0 for q, s in zip(quotas, shares, strict=True)]
+    for m in sorted(range(len(quotas)), key=lambda m: remainder[m], reverse=True)[:short]:
+        shares[m] += 1
     return shares
 
 
-def water_fill(weights: torch.Tensor, capacity: torch.Tensor, total: int) -> torch.Tensor:
+def water_fill(weights: Sequence[float], capacity: Sequence[int], total: int) -> list[int]:
     """Integer shares of ``total`` proportional to ``weights``, none above ``capacity``.
 
     A modality that would get more than it holds is filled to capacity and the excess shared
     among the others, again in proportion to their weights, until nothing is left over (or
     everything is full). Where all open weights are zero, shares follow capacity instead.
     """
-    shares = torch.zeros_like(capacity)
-    left = min(total, int(capacity.sum()))
+    shares = [0] * len(capacity)
+    left = min(total, sum(capacity))
     while left > 0:
-        open_ = shares < capacity
-        w = torch.where(open_, weights.double().clamp_min(0), 0.0)
-        if w.sum() <= 0:
-            w = torch.where(open_, (capacity - shares).double(), 0.0)
-        quota = largest_remainder(w / w.sum() * left, left)
-        grant = torch.minimum(quota, capacity - shares)
-        shares += grant
-        left -= int(grant.sum())
+        room = [c - s for c, s in zip(capacity, shares, strict=True)]
+        w = [max(float(x), 0.0) if r > 0 else 0.0 for x, r in zip(weights, room, strict=True)]
+        if sum(w) <= 0:
+            w = [float(r) for r in room]
+        quota = largest_remainder([x / sum(w) * left for x in w], left)
+        grant = [min(q, r) for q, r in zip(quota, room, strict=True)]
+        shares = [s + g for s, g in zip(shares, grant, strict=True)]
+        left -= sum(grant)
     return shares
 
 
@@ -64,8 +68,8 @@ def water_fill(weights: torch.Tensor, capacity: torch.Tensor, total: int) -> tor
 class Proportional:
     """``B_m ∝ N_m``: what a modality-blind compressor does on average (the baseline behaviour)."""
 
-    def __call__(self, counts: torch.Tensor, mass: torch.Tensor, free: int) -> torch.Tensor:
-        return water_fill(counts.double(), counts, free)  # B_m ∝ N_m
+    def __call__(self, counts: Sequence[int], mass: Sequence[float], free: int) -> list[int]:
+        return water_fill(counts, counts, free)  # B_m ∝ N_m
 
 
 @dataclass
@@ -76,15 +80,12 @@ class FixedShare:
     rho: float = 0.25
     modality: int = AUDIO
 
-    def __call__(self, counts: torch.Tensor, mass: torch.Tensor, free: int) -> torch.Tensor:
-        shares = torch.zeros_like(counts)
-        shares[self.modality] = min(round(self.rho * free), int(counts[self.modality]))
-        others = counts.clone()
-        others[self.modality] = 0
-        shares += water_fill(others.double(), others, free - int(shares.sum()))
+    def __call__(self, counts: Sequence[int], mass: Sequence[float], free: int) -> list[int]:
+        mine = min(round(self.rho * free), counts[self.modality])
+        others = [0 if m == self.modality else c for m, c in enumerate(counts)]
+        shares = water_fill(others, others, free - mine)
         # If the other modalities cannot take their part, give the rest back to this one.
-        room = int(counts[self.modality] - shares[self.modality])
-        shares[self.modality] += min(free - int(shares.sum()), room)
+        shares[self.modality] = mine + min(free - mine - sum(shares), counts[self.modality] - mine)
         return shares
 
 
@@ -104,10 +105,12 @@ class ScoreMass:
         if not 0 <= self.floor <= 1 / len(MODALITY_NAMES):
             raise ValueError(f"floor must be in [0, 1/{len(MODALITY_NAMES)}] so floors fit")
 
-    def __call__(self, counts: torch.Tensor, mass: torch.Tensor, free: int) -> torch.Tensor:
-        floors = torch.clamp(counts, max=int(self.floor * free))  # floor_m, never above N_m
+    def __call__(self, counts: Sequence[int], mass: Sequence[float], free: int) -> list[int]:
+        floors = [min(c, int(self.floor * free)) for c in counts]  # floor_m, never above N_m
         # (B - Σ floor) · M_m / Σ M, capped at N_m - floor_m, excess redistributed
-        return floors + water_fill(mass, counts - floors, free - int(floors.sum()))
+        room = [c - f for c, f in zip(counts, floors, strict=True)]
+        rest = water_fill(mass, room, free - sum(floors))
+        return [f + r for f, r in zip(floors, rest, strict=True)]
 
 
 def allocate(
@@ -116,17 +119,14 @@ def allocate(
     """(layers, modalities) shares of each layer's free slots among its evictable tokens."""
     assert memory.meta is not None
     evictable = ~memory.must_keep()
-    shares = []
-    for layer, free in enumerate(free_slots(memory, budget).tolist()):
-        modality = memory.meta.modality[layer]
-        counts = torch.stack(
-            [((modality == m) & evictable[layer]).sum() for m in range(len(MODALITY_NAMES))]
-        )
-        mass = torch.stack(
-            [
-                scores[layer][(modality == m) & evictable[layer]].double().clamp_min(0).sum()
-                for m in range(len(MODALITY_NAMES))
-            ]
-        )
-        shares.append(allocation(counts, mass, free))
-    return torch.stack(shares)
+    one_hot = torch.nn.functional.one_hot(memory.meta.modality, len(MODALITY_NAMES)).bool()
+    in_modality = one_hot & evictable.unsqueeze(-1)  # (layers, tokens, modalities)
+    counts = in_modality.sum(dim=1)  # N_m per layer
+    mass = (in_modality * scores.double().clamp_min(0).unsqueeze(-1)).sum(dim=1)  # M_m per layer
+    free = free_slots(memory, budget)
+    return torch.tensor(
+        [
+            allocation(c, m, f)
+            for c, m, f in zip(counts.tolist(), mass.tolist(), free.tolist(), strict=True)
+        ]
+    )

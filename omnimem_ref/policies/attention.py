@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 
 def repeat_kv_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(kv_heads, n, d) -> (n_heads, n, d): each key/value head repeated for its query group."""
-    return x.repeat_interleave(n_heads // x.shape[0], dim=0)
+    """(..., kv_heads, n, d) -> (..., n_heads, n, d): each key/value head repeated for its query
+    group."""
+    return x.repeat_interleave(n_heads // x.shape[-3], dim=-3)
 
 
 def attend(

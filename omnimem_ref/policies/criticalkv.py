@@ -32,16 +32,18 @@ from omnimem_ref.policies.snapkv import snapkv_scores
 from omnimem_ref.streaming.memory import KVMemory
 
 
-def projected_value_l1(memory: KVMemory, backbone: Backbone, layer: int) -> torch.Tensor:
-    """(tokens,): ``mean_h ||W_O^h v_i||₁``, cached per token."""
-    w_o = output_projection_slices(backbone, layer)  # (heads, hidden, d)
+def projected_value_l1(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
+    """(layers, tokens): ``mean_h ||W_O^h v_i||₁``, cached per token."""
 
     def compute(start: int) -> torch.Tensor:
-        values = repeat_kv_heads(memory.layer_values(layer)[:, start:].float(), w_o.shape[0])
-        projected = torch.einsum("hkd,hnd->hnk", w_o, values)  # W_O^h v_i
-        return projected.abs().sum(-1).mean(0, keepdim=True)  # mean_h ||W_O^h v_i||₁
+        w_o = torch.stack(
+            [output_projection_slices(backbone, layer) for layer in range(memory.n_layers)]
+        )  # (layers, heads, hidden, d)
+        values = repeat_kv_heads(memory.all_values(start).float(), w_o.shape[1])
+        projected = torch.einsum("lhkd,lhnd->lhnk", w_o, values)  # W_O^h v_i
+        return projected.abs().sum(-1).mean(1, keepdim=True)  # mean_h ||W_O^h v_i||₁
 
-    return memory.per_token("criticalkv.wov_l1", layer, compute)[0]
+    return memory.per_token("criticalkv.wov_l1", compute)[:, 0]
 
 
 class CriticalKV(CompressionPolicy):
@@ -65,12 +67,7 @@ class CriticalKV(CompressionPolicy):
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
         attention = snapkv_scores(memory, context, self.window, self.kernel)
         evictable = ~memory.must_keep()
-        norms = torch.stack(
-            [
-                projected_value_l1(memory, context.backbone, layer)
-                for layer in range(memory.n_layers)
-            ]
-        )
+        norms = projected_value_l1(memory, context.backbone)
         scores = (attention + self.epsilon) * norms  # stage 2: (a + ε) · ||W_O v||₁
         first = (free_slots(memory, budget).double() * self.first_stage_ratio).long()
         for layer, n_first in enumerate(first.tolist()):  # stage 1: top attention, kept outright

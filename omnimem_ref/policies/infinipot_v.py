@@ -48,7 +48,7 @@ def temporal_redundancy(
 ) -> torch.Tensor:
     """(tokens,): TaR, ``-mean_f cos(k_i, k_{f, patch(i)})`` over recent frames (0 if none match)."""
     assert memory.meta is not None
-    unit = torch.nn.functional.normalize(content_keys(memory, context.backbone, layer), dim=-1)
+    unit = torch.nn.functional.normalize(content_keys(memory, context.backbone)[layer], dim=-1)
     patch = memory.meta.patch[layer]
     cosine = torch.einsum("gid,gjd->ij", unit, unit[:, recent]) / unit.shape[0]  # mean over heads
     same_patch = patch.unsqueeze(1) == patch[recent].unsqueeze(0)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 PROXIES = ("tail", "prompt", "uniform")
 
-_GRAMS: WeakKeyDictionary[nn.Module, tuple[int, torch.Tensor]] = WeakKeyDictionary()
+_GRAMS: WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], torch.Tensor]] = WeakKeyDictionary()
 
 
 def output_projection_slices(backbone: Backbone, layer: int) -> torch.Tensor:
@@ -57,28 +57,31 @@ def output_projection_slices(backbone: Backbone, layer: int) -> torch.Tensor:
     return weight.view(weight.shape[0], -1, attention.head_dim).transpose(0, 1)
 
 
-def gram_matrices(backbone: Backbone, layer: int) -> torch.Tensor:
-    """(heads, d, d): ``G_h = W_O^hᵀ W_O^h``, computed once per model (again if the weight changes)."""
-    o_proj = backbone.layers[layer].self_attn.o_proj
-    version = o_proj.weight._version
-    cached = _GRAMS.get(o_proj)
-    if cached is None or cached[0] != version:
+def gram_matrices(backbone: Backbone) -> torch.Tensor:
+    """(layers, heads, d, d): ``G_h = W_O^hᵀ W_O^h`` per layer, computed once per model (and again
+    if an output projection changes, e.g. while fine-tuning)."""
+    versions = tuple(layer.self_attn.o_proj.weight._version for layer in backbone.layers)
+    cached = _GRAMS.get(backbone)
+    if cached is None or cached[0] != versions:
         with torch.no_grad():
-            w = output_projection_slices(backbone, layer).double()  # float64: see attention.attend
-            cached = (version, w.transpose(1, 2) @ w)  # G_h = W_O^hᵀ W_O^h
-        _GRAMS[o_proj] = cached
+            grams = []
+            for layer in range(len(backbone.layers)):
+                w = output_projection_slices(backbone, layer).double()  # float64: attention.attend
+                grams.append(w.transpose(1, 2) @ w)  # G_h = W_O^hᵀ W_O^h
+            cached = (versions, torch.stack(grams))
+        _GRAMS[backbone] = cached
     return cached[1]
 
 
-def value_self_terms(memory: KVMemory, backbone: Backbone, layer: int) -> torch.Tensor:
-    """(heads, tokens): ``v_iᵀ G_h v_i``, computed once per token and kept with memory."""
-    gram = gram_matrices(backbone, layer)
+def value_self_terms(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
+    """(layers, heads, tokens): ``v_iᵀ G_h v_i``, computed once per token and kept with memory."""
+    grams = gram_matrices(backbone)
 
     def compute(start: int) -> torch.Tensor:
-        values = repeat_kv_heads(memory.layer_values(layer)[:, start:].double(), gram.shape[0])
-        return torch.einsum("hnd,hde,hne->hn", values, gram, values)  # v_iᵀ G_h v_i
+        values = repeat_kv_heads(memory.all_values(start).double(), grams.shape[1])
+        return ((values @ grams) * values).sum(-1)  # v_iᵀ G_h v_i
 
-    return memory.per_token("perturbation.vGv", layer, compute)
+    return memory.per_token("perturbation.vGv", compute)
 
 
 def leave_one_out_norms(
@@ -110,12 +113,17 @@ def leave_one_out_norms(
 def uniform_leave_one_out(
     values: torch.Tensor, v_gram_v: torch.Tensor, gram: torch.Tensor
 ) -> torch.Tensor:
-    """(heads, tokens): ``||W_O^h (v_i - v̄)|| / (N - 1)``, leave-one-out under uniform attention."""
-    n = values.shape[1]
+    """(..., heads, tokens): ``||W_O^h (v_i - v̄)|| / (N - 1)``, leave-one-out under uniform attention.
+
+    ``values`` (..., kv_heads, tokens, d), ``v_gram_v`` (..., heads, tokens), ``gram``
+    (..., heads, d, d); the leading axes (e.g. layers) are computed all at once.
+    """
+    n = values.shape[-2]
     v_gram_v, gram = v_gram_v.double(), gram.double()
-    mean = repeat_kv_heads(values.double().mean(dim=1, keepdim=True), gram.shape[0])  # v̄
-    g_mean = mean @ gram  # (heads, 1, d): G_h v̄ (G_h is symmetric)
-    cross = (repeat_kv_heads(values.double(), gram.shape[0]) * g_mean).sum(-1)  # v̄ᵀ G_h v_i
+    values = repeat_kv_heads(values.double(), gram.shape[-3])
+    mean = values.mean(dim=-2, keepdim=True)  # v̄
+    g_mean = mean @ gram  # (..., heads, 1, d): G_h v̄ (G_h is symmetric)
+    cross = (values * g_mean).sum(-1)  # v̄ᵀ G_h v_i
     mean_gram_mean = (mean * g_mean).sum(-1)  # v̄ᵀ G_h v̄
     squared = v_gram_v - 2 * cross + mean_gram_mean  # ||W_O^h (v_i - v̄)||²
     return (squared.clamp_min(0).sqrt() / max(n - 1, 1)).float()
@@ -138,16 +146,15 @@ def perturbation_scores(
     memory: KVMemory, backbone: Backbone, proxies: list[ProxyQueries] | None
 ) -> torch.Tensor:
     """(layers, tokens): ``s_i`` averaged over proxy queries and heads; ``None``: uniform."""
+    grams = gram_matrices(backbone)
+    v_gram_v = value_self_terms(memory, backbone)
+    if proxies is None:  # no queries: every layer at once
+        return uniform_leave_one_out(memory.all_values(), v_gram_v, grams).mean(dim=1)
     scores = []
-    for layer in range(memory.n_layers):
-        gram = gram_matrices(backbone, layer)
-        v_gram_v = value_self_terms(memory, backbone, layer)
+    for layer, proxy in enumerate(proxies):
+        weights, output = proxy_attention(memory, layer, proxy, torch.float64)
         values = memory.layer_values(layer)
-        if proxies is None:
-            scores.append(uniform_leave_one_out(values, v_gram_v, gram).mean(dim=0))
-            continue
-        weights, output = proxy_attention(memory, layer, proxies[layer], torch.float64)
-        norms = leave_one_out_norms(weights, output, values, v_gram_v, gram)
+        norms = leave_one_out_norms(weights, output, values, v_gram_v[layer], grams[layer])
         scores.append(norms.mean(dim=(0, 1)))
     return torch.stack(scores)
 

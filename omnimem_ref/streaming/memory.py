@@ -44,9 +44,10 @@ class KVMemory:
         # Modalities no policy may evict: the prompt prefix. A plain text decoder's cache, where
         # every token is text, sets this empty (see `omnimem_ref.policies.text`).
         self.keep_modalities: frozenset[int] = frozenset({TEXT})
-        # Per-token tensors derived from the cache (e.g. G_h v_i for perturbation scores), per
-        # layer, token axis 1, rows aligned with the cache; see `per_token`.
-        self._per_token: dict[tuple[str, int], torch.Tensor] = {}
+        # Per-token tensors derived from the cache (e.g. v_iᵀ G_h v_i for perturbation scores),
+        # shaped (layers, heads, tokens, ...), rows aligned with the cache; see `per_token`.
+        self._per_token: dict[str, torch.Tensor] = {}
+        self._must_keep: torch.Tensor | None = None  # cached `must_keep()`, reset on every change
 
     def __len__(self) -> int:
         return 0 if self.meta is None else len(self.meta)
@@ -67,6 +68,7 @@ class KVMemory:
                     for f in fields(TokenMeta)
                 }
             )
+        self._must_keep = None
         self.check_aligned()
 
     def keep(self, indices: torch.Tensor) -> None:
@@ -79,10 +81,14 @@ class KVMemory:
             layer.keys = layer.keys[:, :, kept]
             layer.values = layer.values[:, :, kept]
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
-        for (name, index), rows in list(self._per_token.items()):
-            # Kept rows are ascending, so those already stored stay a prefix of the new memory.
-            kept = indices[index]
-            self._per_token[name, index] = rows.index_select(1, kept[kept < rows.shape[1]])
+        self._must_keep = None
+        for name, rows in list(self._per_token.items()):
+            if int(indices[:, -1].max()) >= rows.shape[2]:
+                del self._per_token[name]  # some kept rows were never computed: redo when asked
+                continue
+            index = indices.view(self.n_layers, 1, -1, *[1] * (rows.dim() - 3))
+            index = index.expand(-1, rows.shape[1], -1, *rows.shape[3:])  # rows' shape, k tokens
+            self._per_token[name] = rows.gather(2, index)
         self.check_aligned()
 
     def drop_last(self, n: int) -> None:
@@ -91,30 +97,32 @@ class KVMemory:
             self.cache.crop(-n)
             assert self.meta is not None
             self.meta = self.meta.map(lambda x: x[:, :-n])
-            for key, rows in list(self._per_token.items()):
-                self._per_token[key] = rows[:, : len(self)]
+            self._must_keep = None
+            for name, rows in list(self._per_token.items()):
+                self._per_token[name] = rows[:, :, : len(self)]
             self.check_aligned()
 
     def must_keep(self) -> torch.Tensor:
         """(layers, tokens) booleans: rows no policy may evict (see ``keep_modalities``)."""
         assert self.meta is not None
-        kept = torch.tensor(sorted(self.keep_modalities), dtype=self.meta.modality.dtype)
-        return torch.isin(self.meta.modality, kept)
+        if self._must_keep is None:
+            kept = torch.tensor(sorted(self.keep_modalities), dtype=self.meta.modality.dtype)
+            self._must_keep = torch.isin(self.meta.modality, kept)
+        return self._must_keep
 
-    def per_token(
-        self, name: str, layer: int, compute: Callable[[int], torch.Tensor]
-    ) -> torch.Tensor:
-        """A per-token tensor of ``layer`` (token axis 1), computed once per token.
+    def per_token(self, name: str, compute: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """A tensor (layers, heads, tokens, ...) derived from the cache, computed once per token.
 
-        ``compute(start)`` returns the rows ``start:`` (the tokens that entered memory since the
-        last call); earlier rows come from the store, which :meth:`keep` gathers with the cache.
+        ``compute(start)`` returns the rows ``start:`` of every layer (the tokens that entered
+        memory since the last call); earlier rows come from the store, which :meth:`keep` gathers
+        with the cache, so each token's term is computed once, when it is first scored.
         """
-        stored = self._per_token.get((name, layer))
-        start = 0 if stored is None else stored.shape[1]
+        stored = self._per_token.get(name)
+        start = 0 if stored is None else stored.shape[2]
         if start < len(self):
             new = compute(start)
-            stored = new if stored is None else torch.cat([stored, new], dim=1)
-            self._per_token[name, layer] = stored
+            stored = new if stored is None else torch.cat([stored, new], dim=2)
+            self._per_token[name] = stored
         assert stored is not None
         return stored
 
@@ -123,7 +131,7 @@ class KVMemory:
             if layer.keys is None or layer.keys.shape[-2] != len(self):
                 raise AssertionError("KV cache and token metadata are out of step")
         for rows in self._per_token.values():
-            if rows.shape[1] > len(self):
+            if rows.shape[2] > len(self):
                 raise AssertionError("per-token tensors and token metadata are out of step")
 
     def layer_keys(self, layer: int) -> torch.Tensor:
@@ -137,6 +145,15 @@ class KVMemory:
         values = self._layers()[layer].values
         assert values is not None
         return values[0]
+
+    def all_keys(self, start: int = 0) -> torch.Tensor:
+        """(layers, kv_heads, tokens, head_dim): every layer's keys from row ``start`` on (every
+        layer holds the same number of rows, so policies can score all layers at once)."""
+        return torch.stack([self.layer_keys(layer)[:, start:] for layer in range(self.n_layers)])
+
+    def all_values(self, start: int = 0) -> torch.Tensor:
+        """(layers, kv_heads, tokens, head_dim): every layer's values from row ``start`` on."""
+        return torch.stack([self.layer_values(i)[:, start:] for i in range(self.n_layers)])
 
     def tokens_by_modality(self) -> dict[str, float]:
         """Tokens held per modality, averaged over layers."""
