@@ -128,5 +128,6 @@ def allocate(
         [
             allocation(c, m, f)
             for c, m, f in zip(counts.tolist(), mass.tolist(), free.tolist(), strict=True)
-        ]
+        ],
+        device=scores.device,
     )

@@ -14,5 +14,6 @@ class FullMemory(CompressionPolicy):
     name = "full"
 
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        everything = torch.arange(len(memory))
+        assert memory.meta is not None
+        everything = torch.arange(len(memory), device=memory.meta.position.device)
         return everything.expand(memory.n_layers, -1)

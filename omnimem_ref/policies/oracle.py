@@ -38,7 +38,7 @@ def head_output_change(
     _, full = attend(queries, query_positions, keys, values, key_positions)
     changes = []
     for i in range(keys.shape[1]):
-        rest = torch.arange(keys.shape[1]) != i
+        rest = torch.arange(keys.shape[1], device=keys.device) != i
         _, without = attend(
             queries, query_positions, keys[:, rest], values[:, rest], key_positions[rest]
         )
@@ -67,7 +67,7 @@ def answer_kl_oracle(
     divergences = []
     for i in range(len(memory)):
         session.memory = copy.deepcopy(memory)
-        rest = torch.arange(len(memory)) != i
+        rest = torch.arange(len(memory), device=positions.device) != i
         session.memory.keep(rest.nonzero().flatten().expand(memory.n_layers, -1))
         without = _probabilities(session, question, options)
         divergences.append((full * (full.log() - without.log())).sum())  # KL(p || p^{-i})

@@ -104,10 +104,12 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
         if context.prompt_ids is not None
         else _tiny_prompt_ids(context, question)
     )
-    embeddings = backbone.get_input_embeddings()(ids)
+    table = backbone.get_input_embeddings()
+    embeddings = table(ids.to(table.weight.device))
     n_memory, n_prompt = len(memory), len(ids)
-    positions = context.next_position() + torch.arange(n_prompt)
-    mask = attention_mask(chunk_visibility(n_memory, n_prompt), backbone.config, embeddings.dtype)
+    positions = context.next_position() + torch.arange(n_prompt, device=embeddings.device)
+    visible = chunk_visibility(n_memory, n_prompt, embeddings.device)
+    mask = attention_mask(visible, backbone.config, embeddings.dtype)
     out = backbone(
         inputs_embeds=embeddings.unsqueeze(0),
         attention_mask=mask,

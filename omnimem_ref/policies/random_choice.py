@@ -22,4 +22,4 @@ class RandomEviction(CompressionPolicy):
 
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
         scores = torch.rand(memory.n_layers, len(memory), generator=self.generator)
-        return keep_top(scores, budget, memory)
+        return keep_top(scores.to(memory.must_keep().device), budget, memory)

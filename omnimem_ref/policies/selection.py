@@ -106,7 +106,7 @@ class RedundancyAware:
 def ranks(scores: torch.Tensor) -> torch.Tensor:
     """(..., n): each entry's place when sorted by descending score (0 = best; ties by index)."""
     order = scores.argsort(dim=-1, descending=True, stable=True)
-    places = torch.arange(order.shape[-1]).expand_as(order)
+    places = torch.arange(order.shape[-1], device=order.device).expand_as(order)
     return torch.empty_like(order).scatter_(-1, order, places)
 
 

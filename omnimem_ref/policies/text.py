@@ -44,24 +44,25 @@ def compress_text_cache(
     n_layers = model.config.num_hidden_layers
     n = cache.get_seq_length()
     tokens = (budget if isinstance(budget, Budget) else parse_budget(budget)).resolve(n)
-    everything = torch.arange(n).expand(n_layers, -1)
+    device = model.device
+    everything = torch.arange(n, device=device).expand(n_layers, -1)
     if tokens >= n:
         return cache, everything
-    memory = _text_memory(cache, n_layers, n)
+    memory = _text_memory(cache, n_layers, n, device)
     kept = policy.select(memory, tokens, _context(model, hidden_states, n, prompt_ids))
     memory.keep(kept)
     return memory.cache, kept
 
 
-def _text_memory(cache: DynamicCache, n_layers: int, n: int) -> KVMemory:
+def _text_memory(cache: DynamicCache, n_layers: int, n: int, device: torch.device) -> KVMemory:
     memory = KVMemory(n_layers)
     memory.cache = cache
     memory.keep_modalities = frozenset()  # no protected prefix in a plain text cache
     memory.meta = TokenMeta(
-        modality=torch.full((n_layers, n), TEXT),
-        seconds=torch.full((n_layers, n), -1.0),
-        patch=torch.full((n_layers, n), -1),
-        position=torch.arange(n).expand(n_layers, -1).clone(),
+        modality=torch.full((n_layers, n), TEXT, device=device),
+        seconds=torch.full((n_layers, n), -1.0, device=device),
+        patch=torch.full((n_layers, n), -1, device=device),
+        position=torch.arange(n, device=device).expand(n_layers, -1).clone(),
     )
     memory.check_aligned()
     return memory
@@ -83,4 +84,5 @@ def _context(
         )
     layer_inputs = tuple(hidden_states[:n_layers])
     chunk = layer_inputs[0].shape[1] if layer_inputs else 1
-    return ChunkContext(model, layer_inputs, torch.arange(n - chunk, n), prompt_ids)
+    positions = torch.arange(n - chunk, n, device=model.device)
+    return ChunkContext(model, layer_inputs, positions, prompt_ids)

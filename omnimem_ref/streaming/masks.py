@@ -27,8 +27,10 @@ def attention_mask(
     return mask.masked_fill_(~visible, torch.finfo(dtype).min)
 
 
-def chunk_visibility(n_memory: int, n_chunk: int) -> torch.Tensor:
+def chunk_visibility(
+    n_memory: int, n_chunk: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """A chunk sees all of memory, and itself causally: (n_chunk, n_memory + n_chunk) booleans."""
-    memory = torch.ones(n_chunk, n_memory, dtype=torch.bool)
-    causal = torch.ones(n_chunk, n_chunk, dtype=torch.bool).tril()
+    memory = torch.ones(n_chunk, n_memory, dtype=torch.bool, device=device)
+    causal = torch.ones(n_chunk, n_chunk, dtype=torch.bool, device=device).tril()
     return torch.cat([memory, causal], dim=1)

@@ -106,8 +106,9 @@ class KVMemory:
         """(layers, tokens) booleans: rows no policy may evict (see ``keep_modalities``)."""
         assert self.meta is not None
         if self._must_keep is None:
-            kept = torch.tensor(sorted(self.keep_modalities), dtype=self.meta.modality.dtype)
-            self._must_keep = torch.isin(self.meta.modality, kept)
+            modality = self.meta.modality
+            kept = torch.tensor(sorted(self.keep_modalities), device=modality.device)
+            self._must_keep = torch.isin(modality, kept)
         return self._must_keep
 
     def per_token(self, name: str, compute: Callable[[int], torch.Tensor]) -> torch.Tensor:

@@ -75,12 +75,13 @@ class StreamingSession:
         self.policy = policy or FullMemory()
         self.steps_per_chunk = steps_per_chunk
         self.memory = KVMemory(model.config.text_config.num_hidden_layers)
+        self.device = model.device  # token metadata lives beside the cache it describes
         self.next_position = 0
         self.reports: list[MemoryReport] = []
         # (positions of the tokens appended, positions in memory per layer just before): enough to
         # replay this session's evictions as attention masks (see `replay_visibility`).
         self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
-        prompt = torch.tensor(encode(tokenizer, PROMPT))
+        prompt = torch.tensor(encode(tokenizer, PROMPT), device=self.device)
         self.prefix_length = len(prompt)
         if budget is not None and budget < self.prefix_length:
             raise OmniMemError(
@@ -88,8 +89,9 @@ class StreamingSession:
                 f"prompt prefix; use a budget of at least {self.prefix_length}."
             )
         self.budget = budget
-        meta = _text_meta(len(prompt), 0)
-        self.history.append((meta.position, torch.zeros(self.memory.n_layers, 0, dtype=torch.long)))
+        meta = _text_meta(len(prompt), 0, self.device)
+        nothing = torch.zeros(self.memory.n_layers, 0, dtype=torch.long, device=self.device)
+        self.history.append((meta.position, nothing))
         self._append(self.model.embed_text(prompt), meta)
 
     @torch.no_grad()
@@ -97,7 +99,7 @@ class StreamingSession:
         """Run ``embeddings`` (tokens, hidden) after memory; return each layer's input and the
         final hidden states (the tuple transformers calls ``hidden_states``)."""
         n_chunk = embeddings.shape[0]
-        visible = chunk_visibility(len(self.memory), n_chunk)
+        visible = chunk_visibility(len(self.memory), n_chunk, self.device)
         mask = attention_mask(visible, self.model.backbone.config, embeddings.dtype)
         out = self.model.backbone(
             inputs_embeds=embeddings.unsqueeze(0),
@@ -116,11 +118,13 @@ class StreamingSession:
         model = self.model
         seconds_v = inputs.frame_seconds()[steps.start : steps.stop]
         seconds_a = inputs.audio_seconds()[steps.start : steps.stop]
+        patches = inputs.patches[steps.start : steps.stop].to(self.device)
+        windows = inputs.audio[steps.start : steps.stop].to(self.device)
         with torch.no_grad():
-            visual = model.encode_visual(inputs.patches[steps.start : steps.stop], seconds_v)
-            audio = model.encode_audio(inputs.audio[steps.start : steps.stop], seconds_a)
+            visual = model.encode_visual(patches, seconds_v)
+            audio = model.encode_audio(windows, seconds_a)
             tokens = model.interleave(visual, audio)
-        meta = inputs.step_meta(steps, self.next_position)
+        meta = inputs.step_meta(steps, self.next_position).map(lambda x: x.to(self.device))
         assert self.memory.meta is not None
         self.history.append((meta.position, self.memory.meta.position.clone()))
         started = time.perf_counter()
@@ -163,14 +167,14 @@ class StreamingSession:
     @torch.no_grad()
     def answer(self, question: str, options: Sequence[str]) -> Answer:
         """Score each option by the logit of its word after the question; memory is unchanged."""
-        ids = torch.tensor(encode(self.tokenizer, question_text(question)))
+        ids = torch.tensor(encode(self.tokenizer, question_text(question)), device=self.device)
         option_ids = torch.tensor([encode(self.tokenizer, option)[0] for option in options])
         hidden_states = self._append(
-            self.model.embed_text(ids), _text_meta(len(ids), self.next_position)
+            self.model.embed_text(ids), _text_meta(len(ids), self.next_position, self.device)
         )
         self.memory.drop_last(len(ids))
         self.next_position -= len(ids)
-        logits = self.model.answer_logits(hidden_states[-1][0, -1])[option_ids]
+        logits = self.model.answer_logits(hidden_states[-1][0, -1]).cpu()[option_ids]
         probabilities = logits.softmax(-1)
         choice = options[int(probabilities.argmax())]
         return Answer(choice, dict(zip(options, probabilities.tolist(), strict=True)))
@@ -183,7 +187,7 @@ class StreamingSession:
         session's hidden states (the basis of budget-aware fine-tuning, and a test).
         """
         n = self.next_position
-        visible = torch.zeros(self.memory.n_layers, n, n, dtype=torch.bool)
+        visible = torch.zeros(self.memory.n_layers, n, n, dtype=torch.bool, device=self.device)
         for new, before in self.history:
             for layer in range(self.memory.n_layers):
                 visible[layer, new.unsqueeze(1), before[layer].unsqueeze(0)] = True
@@ -191,10 +195,10 @@ class StreamingSession:
         return visible
 
 
-def _text_meta(n: int, first_position: int) -> TokenMeta:
+def _text_meta(n: int, first_position: int, device: torch.device) -> TokenMeta:
     return TokenMeta(
-        modality=torch.full((n,), TEXT),
-        seconds=torch.full((n,), -1.0),
-        patch=torch.full((n,), -1),
-        position=first_position + torch.arange(n),
+        modality=torch.full((n,), TEXT, device=device),
+        seconds=torch.full((n,), -1.0, device=device),
+        patch=torch.full((n,), -1, device=device),
+        position=first_position + torch.arange(n, device=device),
     )
