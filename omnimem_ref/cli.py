@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "stream a clip under a memory budget and answer its questions"),
     "eval": ("evaluate", "accuracy of a policy at a budget on a folder of clips"),
     "bench": ("bench", "every policy at several budgets on a folder of clips: the paper's table"),
+    "cost": ("cost", "compression time against prefill time at any model shape (random weights)"),
 }
 
 

@@ -118,13 +118,14 @@ def uniform_leave_one_out(
     ``values`` (..., kv_heads, tokens, d), ``v_gram_v`` (..., heads, tokens), ``gram``
     (..., heads, d, d); the leading axes (e.g. layers) are computed all at once.
     """
-    n = values.shape[-2]
-    v_gram_v, gram = v_gram_v.double(), gram.double()
-    values = repeat_kv_heads(values.double(), gram.shape[-3])
-    mean = values.mean(dim=-2, keepdim=True)  # v̄
+    n, kv_heads = values.shape[-2], values.shape[-3]
+    values, v_gram_v, gram = values.double(), v_gram_v.double(), gram.double()
+    mean = repeat_kv_heads(values.mean(dim=-2, keepdim=True), gram.shape[-3])  # v̄ per head
     g_mean = mean @ gram  # (..., heads, 1, d): G_h v̄ (G_h is symmetric)
-    cross = (values * g_mean).sum(-1)  # v̄ᵀ G_h v_i
     mean_gram_mean = (mean * g_mean).sum(-1)  # v̄ᵀ G_h v̄
+    # v̄ᵀ G_h v_i: each key/value head's values times the G_h v̄ of its query heads, one matmul
+    per_group = g_mean.squeeze(-2).unflatten(-2, (kv_heads, -1))  # (..., kv_heads, group, d)
+    cross = (values @ per_group.transpose(-1, -2)).transpose(-1, -2).flatten(-3, -2)
     squared = v_gram_v - 2 * cross + mean_gram_mean  # ||W_O^h (v_i - v̄)||²
     return (squared.clamp_min(0).sqrt() / max(n - 1, 1)).float()
 

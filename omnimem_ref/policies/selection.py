@@ -81,6 +81,10 @@ class RedundancyAware:
 
     threshold: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold < 1:
+            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+
     def __call__(
         self,
         scores: torch.Tensor,
@@ -95,19 +99,40 @@ class RedundancyAware:
         else:
             pools = modality_pools(memory)
         keys = content_keys(memory, context.backbone).transpose(1, 2).flatten(2)  # (L, N, h*d)
-        same_pool = pools.unsqueeze(-1) == pools.unsqueeze(-2)  # (L, N, N)
-        centred = keys - pool_means(keys, same_pool)
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
+        kept = [
+            self.fill(scores[g], keys[g], pools[g], groups[g], shares[g])
+            for g in layer_batches(memory)
+        ]
+        return torch.cat(kept)
+
+    def fill(
+        self,
+        scores: torch.Tensor,
+        keys: torch.Tensor,
+        pools: torch.Tensor,
+        groups: torch.Tensor,
+        shares: torch.Tensor,
+    ) -> torch.Tensor:
+        """Kept rows of a batch of layers: (layers, tokens) scores, pools and groups, (layers,
+        tokens, dim) keys, (layers, pools) shares."""
+        centred = keys - pool_means(keys, pools, shares.shape[1])
         adjusted = redundancy_adjusted(scores, centred, groups, self.threshold)
-        return keep_per_pool(adjusted, pools, shares, same_pool)
+        return keep_per_pool(adjusted, pools, shares)
 
 
-def ranks(scores: torch.Tensor) -> torch.Tensor:
-    """(..., n): each entry's place when sorted by descending score (0 = best; ties by index)."""
-    order = scores.argsort(dim=-1, descending=True, stable=True)
-    places = torch.arange(order.shape[-1], device=order.device).expand_as(order)
-    return torch.empty_like(order).scatter_(-1, order, places)
+def layer_batches(memory: KVMemory, max_pairs: int = 2**26) -> list[slice]:
+    """Consecutive layers whose (layers, N, N) similarity matrices hold at most ``max_pairs``
+    entries together: every layer at once on a small model (a compression's cost there is the
+    number of tensor operations), a few at a time at real memory sizes (where it is memory)."""
+    per_batch = max(1, max_pairs // max(1, len(memory)) ** 2)
+    return [slice(i, i + per_batch) for i in range(0, memory.n_layers, per_batch)]
+
+
+def best_first(scores: torch.Tensor) -> torch.Tensor:
+    """(..., n) indices that sort ``scores`` descending (ties: the earlier row first)."""
+    return scores.argsort(dim=-1, descending=True, stable=True)
 
 
 def redundancy_adjusted(
@@ -116,19 +141,19 @@ def redundancy_adjusted(
     """(..., n): ``s_j (1 - max_{i ranked above j, same group} d(cos(k_i, k_j)))``.
 
     ``scores`` (..., n) non-negative; ``keys`` (..., n, dim), already centred; ``groups`` (..., n):
-    only keys of the same group discount each other. One n x n similarity matrix per leading index.
+    only keys of the same group discount each other. With the candidates sorted best first,
+    "ranked above" is "earlier in the list": the strict upper triangle of the similarity matrix.
     """
-    unit = torch.nn.functional.normalize(keys.float(), dim=-1)
     scores = scores.float().clamp_min(0)
-    rank = ranks(scores)
-    above = rank.unsqueeze(-1) < rank.unsqueeze(-2)  # above[i, j]: i is ranked above j
-    same_group = groups.unsqueeze(-1) == groups.unsqueeze(-2)
-    cosine = unit @ unit.transpose(-1, -2)
-    if threshold:
-        cosine = (cosine - threshold) / (1 - threshold)
-    duplicate = cosine.clamp(0, 1)  # d(cos(k_i, k_j))
-    closest = (duplicate * (above & same_group)).amax(dim=-2)  # max over i above j (>= 0)
-    return scores * (1 - closest)
+    order = best_first(scores)
+    keys = keys.float().gather(-2, order.unsqueeze(-1).expand_as(keys))
+    unit = torch.nn.functional.normalize(keys, dim=-1)
+    group = groups.gather(-1, order)
+    same_group = group.unsqueeze(-1) == group.unsqueeze(-2)
+    cosine = torch.where(same_group, unit @ unit.transpose(-1, -2), 0).triu(diagonal=1)
+    nearest = cosine.amax(dim=-2)  # max over the better-ranked i of each j (0 if none)
+    closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)  # d(max cos) = max d(cos)
+    return scores * (1 - torch.empty_like(closest).scatter_(-1, order, closest))
 
 
 def distinct_top_k(
@@ -171,29 +196,26 @@ def single_pool(memory: KVMemory) -> torch.Tensor:
     return -memory.must_keep().long()
 
 
-def pool_means(keys: torch.Tensor, same_pool: torch.Tensor) -> torch.Tensor:
-    """(layers, tokens, dim): the mean key of each row's pool, ``Σ_j same_ij k_j / Σ_j same_ij``."""
-    same = same_pool.float()
-    return same @ keys.float() / same.sum(dim=-1, keepdim=True)
+def pool_means(keys: torch.Tensor, pools: torch.Tensor, n_pools: int) -> torch.Tensor:
+    """(layers, tokens, dim): the mean key of each row's pool (zero for protected rows)."""
+    member = (pools.unsqueeze(-1) == torch.arange(n_pools, device=pools.device)).float()
+    sizes = member.sum(dim=1).clamp_min(1).unsqueeze(-1)  # (layers, pools, 1)
+    means = member.transpose(1, 2) @ keys.float() / sizes  # (layers, pools, dim)
+    return member @ means
 
 
-def keep_per_pool(
-    scores: torch.Tensor,
-    pools: torch.Tensor,
-    shares: torch.Tensor,
-    same_pool: torch.Tensor | None = None,
-) -> torch.Tensor:
+def keep_per_pool(scores: torch.Tensor, pools: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
     """(layers, kept) rows, ascending: every protected row (pool ``-1``) plus, per layer ``l``
     and pool ``p``, the ``shares[l, p]`` best-scoring rows of the pool.
 
-    A row's place in its pool is the number of rows of the same pool ranked above it.
+    Walking the rows best first, a row's place in its pool is how many of its pool came before.
     """
-    if same_pool is None:
-        same_pool = pools.unsqueeze(-1) == pools.unsqueeze(-2)
-    rank = ranks(scores)
-    ahead = (rank.unsqueeze(-1) < rank.unsqueeze(-2)) & same_pool  # ahead[j, i]: j beats i
-    place = ahead.sum(dim=-2)  # within the row's own pool
-    kept = (pools < 0) | (place < shares.gather(1, pools.clamp_min(0)))
+    order = best_first(scores)
+    pool = pools.gather(1, order)
+    member = pool.unsqueeze(-1) == torch.arange(shares.shape[1], device=pools.device)
+    place = (member.cumsum(dim=1) * member).sum(dim=-1) - 1  # -1 for protected rows
+    chosen = (pool < 0) | (place < shares.gather(1, pool.clamp_min(0)))
+    kept = torch.zeros_like(chosen).scatter_(1, order, chosen)  # back to memory order
     counts = kept.sum(dim=1)
     if not bool((counts == counts[0]).all()):
         raise ValueError("shares must fill every layer to the same number of rows")

@@ -127,9 +127,9 @@ class StreamingSession:
         meta = inputs.step_meta(steps, self.next_position).map(lambda x: x.to(self.device))
         assert self.memory.meta is not None
         self.history.append((meta.position, self.memory.meta.position.clone()))
-        started = time.perf_counter()
+        started = self._clock()
         hidden_states = self._append(tokens, meta)
-        prefilled = time.perf_counter()
+        prefilled = self._clock()
         peak = len(self.memory)
         compressed = self.budget is not None and peak > self.budget
         if compressed:
@@ -138,7 +138,7 @@ class StreamingSession:
             with torch.no_grad():
                 kept = self.policy.select(self.memory, self.budget, context)
             self.memory.keep(kept)
-        compress_seconds = time.perf_counter() - prefilled if compressed else 0.0
+        compress_seconds = self._clock() - prefilled if compressed else 0.0
         report = MemoryReport(
             step=steps.stop - 1,
             seconds=steps.stop * inputs.spec.step_seconds,
@@ -151,6 +151,12 @@ class StreamingSession:
         )
         self.reports.append(report)
         return report
+
+    def _clock(self) -> float:
+        """Wall time, once the GPU (if any) has finished the work queued so far."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def stream(
         self, inputs: StreamInputs, on_chunk: Callable[[MemoryReport], None] | None = None
