@@ -50,4 +50,4 @@ def test_cost_command_prints_and_writes_json(capsys, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cost_command_refuses_a_missing_gpu(capsys):
     assert cli.main(["cost", "--device", "cuda", "--steps", "2"]) == 2
-    assert "no GPU" in capsys.readouterr().err
+    assert "no GPU" in capsys.readouterr().err  # one sentence, exit 2

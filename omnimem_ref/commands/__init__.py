@@ -24,3 +24,11 @@ def apply_threads(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+
+
+def check_device(device: str) -> None:
+    """Refuse ``cuda`` on a machine where torch sees no GPU, in one sentence."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from omnimem_ref.benchmark import atomic_write, parse_policies
 from omnimem_ref.budget import parse_budget
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
 from omnimem_ref.errors import OmniMemError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -43,10 +43,8 @@ def run(args: argparse.Namespace) -> None:
     if args.steps < 1 or args.clips < 1:
         raise OmniMemError("--steps and --clips must be at least 1.")
     apply_threads(args)
+    check_device(args.device)
     import torch
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise OmniMemError("--device cuda was asked for but torch sees no GPU; use --device cpu.")
 
     from omnimem_ref.cost import SHAPES, cost_table, measure_cost, random_model, records_as_dicts
 

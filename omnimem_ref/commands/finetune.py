@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
 from omnimem_ref.errors import OmniMemError
 
 
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", help="base model folder (default: the shipped TinyOmni)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (clips render on the CPU)")
     add_threads_argument(parser)
 
 
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> None:
         distill_weight=args.distill,
         seed=args.seed,
     )
-    log = finetune(model, tokenizer, args.out, config)
+    check_device(args.device)
+    log = finetune(model, tokenizer, args.out, config, device=args.device)
     print(
         f"saved the adapter to {args.out} after {log[-1]['step']} steps ({log[-1]['seconds']:.0f} s)"
     )

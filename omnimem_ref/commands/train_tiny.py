@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 
@@ -56,8 +54,7 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     if args.steps < 1:
         raise OmniMemError(f"--steps must be at least 1, got {args.steps}.")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")
+    check_device(args.device)
     if args.batch < 1 or args.workers < 1:
         raise OmniMemError("--batch and --workers must be at least 1.")
     config = TrainConfig(

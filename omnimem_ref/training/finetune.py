@@ -80,7 +80,7 @@ def compressed_visibility(session: StreamingSession, layout: SequenceLayout) -> 
     streamed = session.replay_visibility()  # (layers, n, n), n = prompt + stream
     n_layers, n, _ = streamed.shape
     assert n == layout.prefix + layout.stream
-    visible = layout.visibility().unsqueeze(0).repeat(n_layers, 1, 1)
+    visible = layout.visibility().to(streamed.device).unsqueeze(0).repeat(n_layers, 1, 1)
     visible[:, :n, :n] = streamed
     visible[:, n:, :n] = False
     assert session.memory.meta is not None
@@ -183,10 +183,14 @@ def finetune(
     out_dir: str | Path,
     config: FinetuneConfig,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> list[dict]:
-    """Train a LoRA adapter for ``config.policy`` and save it to ``out_dir`` (peft format)."""
+    """Train a LoRA adapter for ``config.policy`` and save it to ``out_dir`` (peft format).
+
+    Clips are rendered on the CPU; both passes run on ``device``."""
     make_policy(config.policy)  # an unknown name fails before any work
     fingerprint = model_fingerprint(model)
+    torch.nn.Module.to(model, device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 2])
     peft_model = attach_lora(model, config.lora())
@@ -200,7 +204,7 @@ def finetune(
     start = time.time()
     for step in tqdm(range(config.steps), disable=not progress, desc="finetune"):
         duration = float(rng.uniform(config.min_seconds, config.max_seconds))
-        batch = make_batch(rng, tokenizer, spec, config.clips_per_batch, duration)
+        batch = make_batch(rng, tokenizer, spec, config.clips_per_batch, duration).to(device)
         fraction = (
             1.0 if rng.random() < config.full_memory_share else float(rng.choice(config.budgets))
         )
