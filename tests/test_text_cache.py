@@ -11,6 +11,7 @@ from omnimem_ref.budget import parse_budget
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies import POLICIES, compress_text_cache, make_policy
 from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
+from omnimem_ref.streaming.memory import cache_argument
 
 N_TOKENS = 48
 SETTINGS = dict(
@@ -40,7 +41,10 @@ def prefill(model, ids):
     cache = DynamicCache()
     with torch.no_grad():
         out = model(
-            input_ids=ids.unsqueeze(0), cache=cache, use_cache=True, output_hidden_states=True
+            input_ids=ids.unsqueeze(0),
+            **cache_argument(model, cache),
+            use_cache=True,
+            output_hidden_states=True,
         )
     return cache, out.hidden_states
 
@@ -56,7 +60,7 @@ def continue_greedily(model, cache, first_position: int, token: int, steps: int 
                 input_ids=torch.tensor([[token]]),
                 attention_mask=mask,
                 position_ids=torch.tensor([[first_position + step]]),
-                cache=cache,
+                **cache_argument(model, cache),
                 use_cache=True,
             )
         token = int(out.logits[0, -1].argmax())
@@ -105,7 +109,7 @@ def test_compressed_cache_equals_masking_the_evicted_tokens(decoder):
             input_ids=torch.tensor([[new_token]]),
             attention_mask=mask,
             position_ids=torch.tensor([[N_TOKENS]]),
-            cache=compressed,
+            **cache_argument(decoder, compressed),
         ).logits[0, -1]
         visible = torch.ones(N_TOKENS + 1, N_TOKENS + 1, dtype=torch.bool).tril()
         visible[N_TOKENS, :N_TOKENS] = False

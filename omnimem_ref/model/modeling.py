@@ -91,8 +91,8 @@ class TinyOmniModel(PreTrainedModel):
 
     def _stream_embedding(self, modality: int, seconds: torch.Tensor) -> torch.Tensor:
         kind = self.modality_embedding.weight[modality]
-        seconds = seconds.to(kind.device)
-        when = self.time_embedding(time_features(seconds, self.config.max_seconds))
+        features = time_features(seconds.to(kind.device), self.config.max_seconds)
+        when = self.time_embedding(features.to(kind.dtype))
         return kind + when
 
     def encode_visual(self, patches: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer, encode, question_text
 from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
+from omnimem_ref.streaming.memory import cache_argument
 
 if TYPE_CHECKING:
     from omnimem_ref.policies.base import Backbone, ChunkContext
@@ -114,7 +115,7 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
         inputs_embeds=embeddings.unsqueeze(0),
         attention_mask=mask,
         position_ids=positions.unsqueeze(0),
-        cache=memory.cache,
+        **cache_argument(backbone, memory.cache),
         use_cache=True,
         output_hidden_states=True,
     )

@@ -8,10 +8,13 @@ gather is what keeps a survival map truthful.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cache
 
 import torch
+from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
@@ -32,6 +35,18 @@ class TokenMeta:
 
     def map(self, fn) -> TokenMeta:
         return TokenMeta(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
+
+def cache_argument(module: nn.Module, kv_cache: DynamicCache) -> dict[str, DynamicCache]:
+    """``{name: kv_cache}`` for ``module(...)``: transformers 5.x renamed ``past_key_values`` to
+    ``cache`` (5.24 takes both; 5.17 only the old name, and silently ignores ``cache=``)."""
+    return {_cache_keyword(type(module).forward): kv_cache}
+
+
+@cache
+def _cache_keyword(forward: Callable) -> str:
+    parameters = inspect.signature(forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class KVMemory:

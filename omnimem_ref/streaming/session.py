@@ -27,7 +27,7 @@ from omnimem_ref.model.tokenizer import PROMPT, encode, question_text
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
 from omnimem_ref.policies.full import FullMemory
 from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
-from omnimem_ref.streaming.memory import KVMemory, TokenMeta
+from omnimem_ref.streaming.memory import KVMemory, TokenMeta, cache_argument
 from omnimem_ref.streaming.stream import StreamInputs
 
 
@@ -105,7 +105,7 @@ class StreamingSession:
             inputs_embeds=embeddings.unsqueeze(0),
             attention_mask=mask,
             position_ids=meta.position.unsqueeze(0),
-            cache=self.memory.cache,
+            **cache_argument(self.model.backbone, self.memory.cache),
             use_cache=True,
             output_hidden_states=True,
         )
