@@ -153,6 +153,20 @@ def test_cached_value_terms_follow_evictions(model, tokenizer, stream):
     assert torch.allclose(stored["keys"], content_keys(fresh, model.backbone), atol=1e-6)
 
 
+def test_per_token_store_is_redone_when_kept_rows_were_never_computed(model, tokenizer, stream):
+    session = StreamingSession(model, tokenizer)
+    session.feed(stream, range(0, 2))
+    memory = session.memory
+    value_self_terms(memory, model.backbone)  # the store now covers the rows so far
+    session.feed(stream, range(2, 3))  # a chunk the store has not seen
+    n = len(memory)
+    memory.keep(torch.arange(n - 12, n).expand(memory.n_layers, -1))  # keeps rows of that chunk
+    fresh = KVMemory(memory.n_layers)
+    fresh.cache, fresh.meta = memory.cache, memory.meta
+    expected = value_self_terms(fresh, model.backbone)
+    assert torch.allclose(value_self_terms(memory, model.backbone), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", [name for name in POLICIES if name != "full"])
 @pytest.mark.parametrize("steps_per_chunk", [1, 2])
 def test_every_policy_holds_the_budget_and_keeps_the_prompt(

@@ -26,7 +26,8 @@ alike.
 Every layer holds the same number of rows, so each step runs on all layers at once, as
 ``(layers, tokens)`` tensors: on a small model the cost of compression is the number of tensor
 operations, not their size. Pools (the evictable tokens of one modality, or all of them) are
-labelled per row, ``-1`` for protected rows, and filled with one ranking per pool.
+labelled per row, ``-1`` for protected rows, and filled in one walk down each layer's rows, best
+first, counting how many of each pool have been taken.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ class KVMemory:
         # Per-token tensors derived from the cache (e.g. v_iᵀ G_h v_i for perturbation scores),
         # shaped (layers, heads, tokens, ...), rows aligned with the cache; see `per_token`.
         self._per_token: dict[str, torch.Tensor] = {}
-        self._must_keep: torch.Tensor | None = None  # cached `must_keep()`, reset on every change
+        # `must_keep()` for the current rows and keep_modalities; reset whenever the rows change.
+        self._must_keep: tuple[frozenset[int], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return 0 if self.meta is None else len(self.meta)
@@ -120,11 +121,11 @@ class KVMemory:
     def must_keep(self) -> torch.Tensor:
         """(layers, tokens) booleans: rows no policy may evict (see ``keep_modalities``)."""
         assert self.meta is not None
-        if self._must_keep is None:
+        if self._must_keep is None or self._must_keep[0] != self.keep_modalities:
             modality = self.meta.modality
             kept = torch.tensor(sorted(self.keep_modalities), device=modality.device)
-            self._must_keep = torch.isin(modality, kept)
-        return self._must_keep
+            self._must_keep = (self.keep_modalities, torch.isin(modality, kept))
+        return self._must_keep[1]
 
     def per_token(self, name: str, compute: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """A tensor (layers, heads, tokens, ...) derived from the cache, computed once per token.
