@@ -9,8 +9,14 @@ import torch
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import AUDIO, TEXT, VISUAL
-from omnimem_ref.policies import POLICIES, make_policy
-from omnimem_ref.policies.allocation import FixedShare, Proportional, ScoreMass, water_fill
+from omnimem_ref.policies import POLICIES, make_policy, selection
+from omnimem_ref.policies.allocation import (
+    FixedShare,
+    Proportional,
+    ScoreMass,
+    allocate,
+    water_fill,
+)
 from omnimem_ref.policies.attention import proxy_attention
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
 from omnimem_ref.policies.oracle import answer_kl_oracle, head_output_change
@@ -25,7 +31,7 @@ from omnimem_ref.policies.perturbation import (
 )
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
 from omnimem_ref.policies.recent import RecentWindow
-from omnimem_ref.policies.selection import content_keys, distinct_top_k, top_k
+from omnimem_ref.policies.selection import RedundancyAware, content_keys, distinct_top_k, top_k
 from omnimem_ref.streaming.memory import KVMemory
 from omnimem_ref.streaming.session import StreamingSession
 from tests.model_fixtures import OPTIONS, QUESTION
@@ -275,6 +281,29 @@ def test_redundancy_threshold_spares_merely_similar_keys():
     groups = torch.zeros(4, dtype=torch.long)
     assert sorted(distinct_top_k(scores, keys, groups, 2).tolist()) == [0, 2]
     assert sorted(distinct_top_k(scores, keys, groups, 2, threshold=0.9).tolist()) == [0, 1]
+
+
+def test_batched_redundancy_selection_equals_one_pool_at_a_time(model, last_chunk, monkeypatch):
+    """All layers and pools at once == `distinct_top_k` on each layer's pool of each modality, and
+    == the same selection one layer per batch (what large memories use)."""
+    memory, context = last_chunk
+    scores = PerturbationScorer("uniform")(memory, context)
+    budget = len(memory) // 4
+    shares = allocate(ScoreMass(), memory, scores, budget)
+    kept = RedundancyAware()(scores, memory, context, shares, budget)
+    keys = content_keys(memory, model.backbone).transpose(1, 2).flatten(2)
+    meta = memory.meta
+    groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
+    for layer in range(memory.n_layers):
+        for modality in (VISUAL, AUDIO):
+            pool = ((meta.modality[layer] == modality) & ~memory.must_keep()[layer]).nonzero()[:, 0]
+            k = int(shares[layer, modality])
+            chosen = distinct_top_k(scores[layer, pool], keys[layer, pool], groups[layer, pool], k)
+            in_pool = kept[layer][torch.isin(kept[layer], pool)]
+            assert sorted(pool[chosen].tolist()) == in_pool.tolist()
+    one_layer_at_a_time = lambda memory: [slice(i, i + 1) for i in range(memory.n_layers)]  # noqa: E731
+    monkeypatch.setattr(selection, "layer_batches", one_layer_at_a_time)
+    assert torch.equal(RedundancyAware()(scores, memory, context, shares, budget), kept)
 
 
 def test_content_keys_undo_rope(model, last_chunk):
