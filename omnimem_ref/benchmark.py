@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from omnimem_ref.budget import Budget, parse_budget
 from omnimem_ref.dataset import load_dataset
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import group_by_clip, kv_bytes_per_token, load_stream
+from omnimem_ref.files import atomic_write
 from omnimem_ref.model.modeling import MODALITY_NAMES, TinyOmniModel
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.policies import POLICIES, make_policy
@@ -141,20 +141,6 @@ def parse_budgets(text: str) -> list[Budget]:
             "No budget given; pass --budgets as a comma-separated list such as 0.05,0.1,200."
         )
     return list(dict.fromkeys(parse_budget(p) for p in parts))
-
-
-def parse_policies(text: str | None) -> list[str]:
-    """``"recent,omnimem"`` -> names, checked against the registry; ``None``: every policy."""
-    if text is None:
-        return list(POLICIES)
-    names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    if not names:
-        raise OmniMemError(
-            "No policy given; pass --policies as a comma-separated list such as recent,omnimem."
-        )
-    for name in names:
-        make_policy(name)  # an unknown name lists the valid ones
-    return names
 
 
 def prefix_length(tokenizer: Tokenizer) -> int:
@@ -506,19 +492,6 @@ def to_rows(result: BenchResult) -> list[dict[str, Any]]:
             row[f"kept_{m}"] = kept.get(m, 0.0)
         rows.append({k: row[k] for k in CSV_FIELDS})
     return rows
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(temporary_path)`` beside ``path``, then rename it into place: a reader never
-    sees a half-written file, and a failed run leaves the old file (if any) untouched."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_json(result: BenchResult, path: str | Path) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from omnimem_ref.benchmark import (
     parse_budgets,
-    parse_policies,
     report,
     run_benchmark,
     write_csv,
@@ -22,6 +21,7 @@ from omnimem_ref.benchmark import (
 )
 from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.policies import parse_policies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +92,7 @@ def _save_plot(result, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from omnimem_ref.benchmark import atomic_write
+    from omnimem_ref.files import atomic_write
     from omnimem_ref.plots import plot_accuracy_vs_budget
 
     fig, ax = plt.subplots(figsize=(7, 4.2))

@@ -11,10 +11,11 @@ import argparse
 import json
 from dataclasses import asdict
 
-from omnimem_ref.benchmark import atomic_write, parse_policies
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.files import atomic_write
+from omnimem_ref.policies import parse_policies
 
 DTYPES = ("float32", "bfloat16", "float16")
 

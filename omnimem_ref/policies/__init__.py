@@ -62,6 +62,20 @@ def make_policy(name: str) -> CompressionPolicy:
     return POLICIES[name]()
 
 
+def parse_policies(text: str | None) -> list[str]:
+    """``"recent,omnimem"`` -> names, checked against the registry; ``None``: every policy."""
+    if text is None:
+        return list(POLICIES)
+    names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not names:
+        raise OmniMemError(
+            "No policy given; pass --policies as a comma-separated list such as recent,omnimem."
+        )
+    for name in names:
+        make_policy(name)  # an unknown name lists the valid ones
+    return names
+
+
 __all__ = [
     "POLICIES",
     "AttentionScorer",
@@ -77,5 +91,6 @@ __all__ = [
     "compress_text_cache",
     "keep_top",
     "make_policy",
+    "parse_policies",
     "top_k",
 ]
