@@ -40,7 +40,7 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import group_by_clip, kv_bytes_per_token, load_stream
 from omnimem_ref.files import atomic_write
 from omnimem_ref.model.modeling import MODALITY_NAMES, TinyOmniModel
-from omnimem_ref.model.tokenizer import PROMPT, encode
+from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.base import CompressionPolicy
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
@@ -143,11 +143,6 @@ def parse_budgets(text: str) -> list[Budget]:
     return list(dict.fromkeys(parse_budget(p) for p in parts))
 
 
-def prefix_length(tokenizer: Tokenizer) -> int:
-    """Tokens of the prompt prefix every stream starts with (always kept)."""
-    return len(encode(tokenizer, PROMPT))
-
-
 class _Tally:
     """Running totals of one policy at one budget."""
 
@@ -235,7 +230,7 @@ def run_benchmark(
     by_clip = group_by_clip(questions_all)
     clips = sorted(by_clip)[:limit]
     spec = model.config.feature_spec
-    prefix = prefix_length(tokenizer)
+    prefix = prompt_length(tokenizer)
     per_step = spec.visual_tokens_per_step + spec.audio_tokens_per_step
     for clip_name in clips:  # refuse an impossible budget before hours of work
         expected = prefix + spec.n_steps(scenes[clip_name].duration) * per_step

@@ -15,7 +15,7 @@ benchmark.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 from tokenizers import Tokenizer
@@ -24,7 +24,7 @@ from omnimem_ref.budget import Budget
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import build_tokenizer
+from omnimem_ref.model.tokenizer import build_tokenizer, prompt_length
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -74,13 +74,18 @@ def random_model(
 ) -> tuple[TinyOmniModel, Tokenizer]:
     """A TinyOmni of ``shape`` with random weights (nothing is downloaded), in eval mode."""
     tokenizer = build_tokenizer()
-    samples_per_token = shape.step_seconds * 16000 / shape.audio_tokens
+    default = FeatureSpec()
+    samples_per_token = shape.step_seconds * default.sample_rate / shape.audio_tokens
     spec = FeatureSpec(
         step_seconds=shape.step_seconds,
         grid=shape.grid,
         audio_tokens_per_step=shape.audio_tokens,
-        # the default 0.1 s hop, or 4 mel frames per token where tokens are shorter than that
-        hop_length=min(1600, int(samples_per_token // 4)) if samples_per_token < 1600 else 1600,
+        # the default hop (0.1 s), or 4 mel frames per token where tokens are shorter than that
+        hop_length=(
+            default.hop_length
+            if samples_per_token >= default.hop_length
+            else int(samples_per_token // 4)
+        ),
     )
     text = tiny_text_config(
         tokenizer.get_vocab_size(),
@@ -98,12 +103,14 @@ def random_model(
     return model.eval(), tokenizer
 
 
-def random_stream(spec: FeatureSpec, steps: int, seed: int) -> StreamInputs:
+def random_stream(
+    spec: FeatureSpec, steps: int, seed: int, dtype: torch.dtype = torch.float32
+) -> StreamInputs:
     """Encoder inputs of the right shapes for ``steps`` steps, drawn at random."""
     g = torch.Generator().manual_seed(seed)
     patches = torch.rand(steps, spec.visual_tokens_per_step, spec.patch_dim, generator=g)
     audio = torch.randn(steps, spec.audio_tokens_per_step, spec.audio_dim, generator=g)
-    return StreamInputs(patches, audio, spec)
+    return StreamInputs(patches.to(dtype), audio.to(dtype), spec)
 
 
 def measure_cost(
@@ -117,16 +124,16 @@ def measure_cost(
     """Stream ``clips`` random clips of ``steps`` steps (plus one warm-up) under each policy."""
     spec = model.config.feature_spec
     dtype = next(model.parameters()).dtype
+    full_tokens = prompt_length(tokenizer) + steps * (
+        spec.visual_tokens_per_step + spec.audio_tokens_per_step
+    )
+    tokens = budget.resolve(full_tokens)
     records = []
     for name in policies:
         prefill = compress = 0.0
         chunks = compressions = 0
-        tokens = 0
         for clip in range(clips + 1):
-            inputs = random_stream(spec, steps, seed=clip)
-            inputs = replace(inputs, patches=inputs.patches.to(dtype), audio=inputs.audio.to(dtype))
-            session = StreamingSession(model, tokenizer, make_policy(name))
-            tokens = budget.resolve(session.prefix_length + steps * inputs.tokens_per_step)
+            inputs = random_stream(spec, steps, seed=clip, dtype=dtype)
             session = StreamingSession(model, tokenizer, make_policy(name), tokens)
             reports = session.stream(inputs)
             if clip == 0:

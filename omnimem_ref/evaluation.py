@@ -18,6 +18,7 @@ from omnimem_ref.budget import Budget
 from omnimem_ref.dataset import load_dataset
 from omnimem_ref.media import load_clip
 from omnimem_ref.model.modeling import TinyOmniModel
+from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -64,12 +65,10 @@ def evaluate(
     predictions, peak, too_big = [], 0, 0
     for clip_name in tqdm(clips, disable=not progress, desc=f"eval {policy}"):
         inputs = load_stream(model, data_dir, clip_name)
-        session = StreamingSession(model, tokenizer, make_policy(policy))
-        full_tokens = session.prefix_length + inputs.n_steps * inputs.tokens_per_step
-        if budget is not None:
-            tokens = budget.resolve(full_tokens)
-            too_big += tokens >= full_tokens
-            session = StreamingSession(model, tokenizer, make_policy(policy), tokens)
+        full_tokens = prompt_length(tokenizer) + inputs.n_steps * inputs.tokens_per_step
+        tokens = None if budget is None else budget.resolve(full_tokens)
+        too_big += tokens is not None and tokens >= full_tokens
+        session = StreamingSession(model, tokenizer, make_policy(policy), tokens)
         reports = session.stream(inputs)
         peak = max(peak, max(r.peak_tokens for r in reports))
         for q in by_clip[clip_name]:
@@ -87,10 +86,15 @@ def group_by_clip(questions: list[Question]) -> dict[str, list[Question]]:
 
 
 def load_stream(model: TinyOmniModel, data_dir: str | Path, clip_name: str) -> StreamInputs:
-    """Decode ``clip_name`` of a dataset into the model's encoder inputs (warning if it is longer
-    than the model was trained on)."""
+    """The encoder inputs of clip ``clip_name`` of a dataset folder."""
+    return read_stream(model, Path(data_dir) / f"{clip_name}.mp4")
+
+
+def read_stream(model: TinyOmniModel, video: str | Path) -> StreamInputs:
+    """Decode a clip file into the model's encoder inputs (warning if it is longer than the model
+    was trained on)."""
     spec = model.config.feature_spec
-    clip = load_clip(Path(data_dir) / f"{clip_name}.mp4", spec)
+    clip = load_clip(video, spec)
     inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
     warn_if_longer_than_trained(model, inputs.duration)
     return inputs

@@ -17,10 +17,18 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def require_at_least_one(args: argparse.Namespace, *options: str) -> None:
+    """Refuse any of ``options`` (e.g. ``"--steps"``) given below 1, in one sentence; an option
+    left out (``None``) is fine."""
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None and value < 1:
+            raise OmniMemError(f"{option} must be at least 1, got {value}.")
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """Refuse a bad --threads, then set torch's intra-op threads (torch is imported late)."""
-    if args.threads < 1:
-        raise OmniMemError(f"--threads must be at least 1, got {args.threads}.")
+    require_at_least_one(args, "--threads")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -19,7 +19,7 @@ from omnimem_ref.benchmark import (
     write_csv,
     write_json,
 )
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import add_threads_argument, apply_threads, require_at_least_one
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies import parse_policies
 
@@ -50,10 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     budgets = parse_budgets(args.budgets)
     policies = parse_policies(args.policies)
-    if args.limit is not None and args.limit < 1:
-        raise OmniMemError(f"--limit must be at least 1, got {args.limit}.")
-    if args.steps_per_chunk < 1:
-        raise OmniMemError(f"--steps-per-chunk must be at least 1, got {args.steps_per_chunk}.")
+    require_at_least_one(args, "--limit", "--steps-per-chunk")
     apply_threads(args)
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p is not None]
     for path in outputs:  # refuse an unwritable destination before the long run, not after

@@ -12,8 +12,12 @@ import json
 from dataclasses import asdict
 
 from omnimem_ref.budget import parse_budget
-from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
-from omnimem_ref.errors import OmniMemError
+from omnimem_ref.commands import (
+    add_threads_argument,
+    apply_threads,
+    check_device,
+    require_at_least_one,
+)
 from omnimem_ref.files import atomic_write
 from omnimem_ref.policies import parse_policies
 
@@ -41,8 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     budget = parse_budget(args.budget)
     policies = [p for p in parse_policies(args.policies) if p != "full"]
-    if args.steps < 1 or args.clips < 1:
-        raise OmniMemError("--steps and --clips must be at least 1.")
+    require_at_least_one(args, "--steps", "--clips")
     apply_threads(args)
     check_device(args.device)
     import torch

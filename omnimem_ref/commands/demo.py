@@ -20,13 +20,12 @@ from omnimem_ref.budget import parse_budget
 from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.dataset import SAMPLES_DIR, load_dataset
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.evaluation import warn_if_longer_than_trained
-from omnimem_ref.media import load_clip
+from omnimem_ref.evaluation import read_stream
 from omnimem_ref.model.checkpoint import load_model
+from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.plots import plot_memory
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
-from omnimem_ref.streaming.stream import StreamInputs
 
 SAMPLE_CLIP = SAMPLES_DIR / "clip_0000.mp4"
 
@@ -51,12 +50,8 @@ def run(args: argparse.Namespace) -> None:
     budget = parse_budget(args.budget) if args.policy != "full" else None
     model, tokenizer = load_model(args.checkpoint, args.adapter)
     clip_path = Path(args.clip)
-    spec = model.config.feature_spec
-    clip = load_clip(clip_path, spec)
-    inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
-    warn_if_longer_than_trained(model, inputs.duration)
-    probe = StreamingSession(model, tokenizer)
-    full_tokens = probe.prefix_length + inputs.n_steps * inputs.tokens_per_step
+    inputs = read_stream(model, clip_path)
+    full_tokens = prompt_length(tokenizer) + inputs.n_steps * inputs.tokens_per_step
     tokens = budget.resolve(full_tokens) if budget is not None else None
     session = StreamingSession(model, tokenizer, policy, tokens)
     reports = session.stream(inputs)

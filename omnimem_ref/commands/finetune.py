@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
+from omnimem_ref.commands import (
+    add_threads_argument,
+    apply_threads,
+    check_device,
+    require_at_least_one,
+)
 from omnimem_ref.errors import OmniMemError
 
 
@@ -56,9 +61,8 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     budgets = parse_fractions(args.budgets)
-    for name, value in (("--steps", args.steps), ("--clips", args.clips), ("--rank", args.rank)):
-        if value < 1:
-            raise OmniMemError(f"{name} must be at least 1, got {value}.")
+    require_at_least_one(args, "--steps", "--clips", "--rank")
+    check_device(args.device)
     from omnimem_ref.model.checkpoint import load_model  # torch loads slowly: after the checks
     from omnimem_ref.policies import make_policy
     from omnimem_ref.training.finetune import FinetuneConfig, finetune
@@ -76,7 +80,6 @@ def run(args: argparse.Namespace) -> None:
         distill_weight=args.distill,
         seed=args.seed,
     )
-    check_device(args.device)
     log = finetune(model, tokenizer, args.out, config, device=args.device)
     print(
         f"saved the adapter to {args.out} after {log[-1]['step']} steps ({log[-1]['seconds']:.0f} s)"

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from omnimem_ref.commands import add_threads_argument, apply_threads, check_device
-from omnimem_ref.errors import OmniMemError
+from omnimem_ref.commands import (
+    add_threads_argument,
+    apply_threads,
+    check_device,
+    require_at_least_one,
+)
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 
 
@@ -52,11 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
-    if args.steps < 1:
-        raise OmniMemError(f"--steps must be at least 1, got {args.steps}.")
+    require_at_least_one(args, "--steps", "--batch", "--workers")
     check_device(args.device)
-    if args.batch < 1 or args.workers < 1:
-        raise OmniMemError("--batch and --workers must be at least 1.")
     config = TrainConfig(
         steps=args.steps,
         seed=args.seed,

@@ -74,6 +74,11 @@ def question_text(question: str) -> str:
     return f"{QUESTION_PREFIX} {question} {ANSWER_SUFFIX}"
 
 
+def prompt_length(tokenizer: Tokenizer) -> int:
+    """Tokens of the prompt prefix every stream starts with (always kept in memory)."""
+    return len(encode(tokenizer, PROMPT))
+
+
 def encode(tokenizer: Tokenizer, text: str) -> list[int]:
     """Token ids of ``text``; refuses words outside the vocabulary instead of guessing."""
     unknown = [word for word in text.split() if tokenizer.token_to_id(word) is None]

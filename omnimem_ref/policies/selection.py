@@ -103,12 +103,12 @@ class RedundancyAware:
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
         kept = [
-            self.fill(scores[g], keys[g], pools[g], groups[g], shares[g])
+            self.keep_distinct(scores[g], keys[g], pools[g], groups[g], shares[g])
             for g in layer_batches(memory)
         ]
         return torch.cat(kept)
 
-    def fill(
+    def keep_distinct(
         self,
         scores: torch.Tensor,
         keys: torch.Tensor,
@@ -116,8 +116,9 @@ class RedundancyAware:
         groups: torch.Tensor,
         shares: torch.Tensor,
     ) -> torch.Tensor:
-        """Kept rows of a batch of layers: (layers, tokens) scores, pools and groups, (layers,
-        tokens, dim) keys, (layers, pools) shares."""
+        """Kept rows of a batch of layers: each pool's share of its best redundancy-adjusted
+        scores. (layers, tokens) scores, pools and groups, (layers, tokens, dim) keys, (layers,
+        pools) shares."""
         centred = keys - pool_means(keys, pools, shares.shape[1])
         adjusted = redundancy_adjusted(scores, centred, groups, self.threshold)
         return keep_per_pool(adjusted, pools, shares)

@@ -39,7 +39,7 @@ from omnimem_ref.model.adapter import (
     save_adapter,
 )
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import PROMPT, encode
+from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -128,7 +128,7 @@ def batch_layout(tokenizer: Tokenizer, batch: Batch, tokens_per_step: int) -> Se
     ``forward_sequence`` will lay out), known before running it so masks can be built."""
     _, n_q, q_len = batch.question_ids.shape
     stream = batch.patches.shape[1] * tokens_per_step
-    return SequenceLayout(len(encode(tokenizer, PROMPT)), stream, n_q, q_len)
+    return SequenceLayout(prompt_length(tokenizer), stream, n_q, q_len)
 
 
 def finetune_loss(
