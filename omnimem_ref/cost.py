@@ -60,6 +60,8 @@ SHAPES = {
 
 @dataclass
 class CostRecord:
+    """One policy's times over the counted clips (the warm-up clip excluded)."""
+
     policy: str
     budget_tokens: int
     chunks: int
@@ -157,6 +159,7 @@ def measure_cost(
 
 
 def cost_table(records: list[CostRecord]) -> str:
+    """One line per policy: budget, prefill per chunk, one compression, and their ratio."""
     lines = [
         f"{'policy':24s} {'budget':>7s} {'prefill ms/chunk':>17s} "
         f"{'compress ms':>12s} {'compress/prefill':>17s}"
@@ -170,4 +173,5 @@ def cost_table(records: list[CostRecord]) -> str:
 
 
 def records_as_dicts(records: list[CostRecord]) -> list[dict]:
+    """The records as plain dicts, for JSON."""
     return [asdict(r) for r in records]
