@@ -43,6 +43,7 @@ from omnimem_ref.model.modeling import MODALITY_NAMES, TinyOmniModel
 from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.base import CompressionPolicy
+from omnimem_ref.stats import Interval, record_difference
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.world import FAMILIES
 
@@ -92,6 +93,7 @@ class BenchResult:
     checkpoint: str | None
     wall_seconds: float
     adapter: str | None = None  # LoRA adapter folder, if the model ran with one
+    slack: float = 0.0  # compressions kept (1 - slack) x budget (see StreamingSession)
 
     @property
     def full(self) -> BenchRecord | None:
@@ -110,6 +112,7 @@ class BenchResult:
             "data": self.data,
             "checkpoint": self.checkpoint,
             "adapter": self.adapter,
+            "slack": self.slack,
             "policies": self.policies,
             "budgets": self.budgets,
             "clips": len({q["clip"] for q in self.questions}),
@@ -130,6 +133,7 @@ class BenchResult:
             checkpoint=data.get("checkpoint"),
             adapter=data.get("adapter"),
             wall_seconds=data.get("wall_seconds", 0.0),
+            slack=data.get("slack", 0.0),
         )
 
 
@@ -213,6 +217,7 @@ def run_benchmark(
     steps_per_chunk: int = 1,
     checkpoint: str | None = None,
     adapter: str | None = None,
+    slack: float = 0.0,
 ) -> BenchResult:
     """Stream every clip of ``data_dir`` (the first ``limit``) under each policy and budget.
 
@@ -259,6 +264,7 @@ def run_benchmark(
                 factory(),
                 None if maybe is None else tokens,
                 steps_per_chunk=steps_per_chunk,
+                slack=slack,
             )
             reports = session.stream(inputs)
             tally = tallies[name, None if maybe is None else str(maybe)]
@@ -282,6 +288,7 @@ def run_benchmark(
         checkpoint=checkpoint,
         wall_seconds=time.perf_counter() - started,
         adapter=adapter,
+        slack=slack,
     )
 
 
@@ -401,22 +408,61 @@ def cost_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def difference(result: BenchResult, policy: str, budget: str, base: str) -> Interval | None:
+    """``policy`` minus ``base`` at ``budget`` in points, with its 95% paired bootstrap interval
+    over clips (:mod:`omnimem_ref.stats`; fixed seed, so the same every time); ``None`` when a
+    record lacks its per-question answers (a JSON from before they were kept)."""
+    a, b = result.record(base, budget), result.record(policy, budget)
+    if any(len(r.predictions) != len(result.questions) for r in (a, b)):
+        return None
+    return record_difference(a, b, result.questions)
+
+
+def _difference_cell(result: BenchResult, policy: str, budget: str, base: str) -> str:
+    interval = difference(result, policy, budget, base)
+    return "–" if interval is None else str(interval)
+
+
+def difference_table(result: BenchResult, base: str = "omnimem") -> str | None:
+    """Every other policy (``full`` first) minus ``base`` at each budget: the difference in
+    points and its 95% paired bootstrap interval over clips; ``None`` if the run lacks ``base``."""
+    others = [p for p in result.policies if p != base]
+    others = ([FULL] if result.full is not None else []) + others
+    if base not in result.policies or not others:
+        return None
+    first, width = 24, 26
+    header = f"{'policy':<{first}}" + "".join(f"{b:>{width}}" for b in result.budgets)
+    title = (
+        f"Difference from {base} at the same budget "
+        "(points; 95% paired bootstrap interval over clips)"
+    )
+    lines = [title, header, "-" * len(header)]
+    for policy in others:
+        cells = [_difference_cell(result, policy, b, base) for b in result.budgets]
+        lines.append(f"{policy:<{first}}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
 def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
     """``base`` and its ablations (``base-no-*``) per budget: accuracy (%) and the change from
-    ``base`` in points; ``None`` if the run has ``base`` without any ablation."""
+    ``base`` in points with its 95% paired bootstrap interval over clips; ``None`` if the run has
+    ``base`` without any ablation."""
     ablations = [p for p in result.policies if p.startswith(f"{base}-no-")]
     if base not in result.policies or not ablations:
         return None
-    first, width = 24, 16
-    header = f"{'policy':<{first}}" + "".join(f"{b:>{width}}" for b in result.budgets)
-    lines = [f"Ablations: accuracy (%) and change from {base} (points)", header, "-" * len(header)]
+    first, width = 24, 32  # cells: accuracy, then the change, left-aligned
+    header = f"{'policy':<{first}}" + "".join(f"{b:>5}".ljust(width) for b in result.budgets)
+    title = (
+        f"Ablations: accuracy (%) and change from {base} "
+        "(points; 95% paired bootstrap interval over clips)"
+    )
+    lines = [title, header.rstrip(), "-" * len(header)]
     for policy in [base, *ablations]:
         cells = []
         for b in result.budgets:
-            accuracy = result.record(policy, b).accuracy
-            delta = 100 * (accuracy - result.record(base, b).accuracy)
-            cells.append(f"{100 * accuracy:5.1f}" + ("" if policy == base else f" ({delta:+5.1f})"))
-        lines.append(f"{policy:<{first}}" + "".join(f"{c:>{width}}" for c in cells))
+            change = "" if policy == base else _difference_cell(result, policy, b, base)
+            cells.append(f"{100 * result.record(policy, b).accuracy:5.1f}  {change}")
+        lines.append((f"{policy:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
     return "\n".join(lines)
 
 
@@ -434,11 +480,11 @@ def notes(result: BenchResult) -> list[str]:
 
 
 def report(result: BenchResult) -> str:
-    """Everything the command prints: accuracy, ablations (if any), per family, cost, notes."""
-    parts = [accuracy_table(result), family_table(result), cost_table(result)]
-    ablations = ablation_table(result)
-    if ablations is not None:
-        parts.insert(1, ablations)
+    """Everything the command prints: accuracy, differences from omnimem and ablations (if the
+    run has them), per family, cost, notes."""
+    optional = [difference_table(result), ablation_table(result)]
+    parts = [accuracy_table(result), *(t for t in optional if t is not None)]
+    parts += [family_table(result), cost_table(result)]
     text = "\n\n".join(parts)
     extra = notes(result)
     return text + ("\n\n" + "\n".join(extra) if extra else "")
@@ -510,6 +556,10 @@ def load_result(path: str | Path) -> BenchResult:
     except FileNotFoundError as error:
         raise OmniMemError(
             f"No benchmark results at {path}; run `omnimem bench --json`."
+        ) from error
+    except IsADirectoryError as error:
+        raise OmniMemError(
+            f"{path} is a folder; give the file written by `omnimem bench --json`."
         ) from error
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise OmniMemError(

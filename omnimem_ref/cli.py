@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "accuracy of a policy at a budget on a folder of clips"),
     "bench": ("bench", "every policy at several budgets on a folder of clips: the paper's table"),
     "cost": ("cost", "compression time against prefill time at any model shape (random weights)"),
+    "compare": ("compare", "two benchmark runs on the same questions: differences with intervals"),
 }
 
 

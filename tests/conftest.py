@@ -41,3 +41,11 @@ def stream():
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The shipped TinyOmni checkpoint and its tokenizer (read from the package, no download)."""
+    from omnimem_ref.model.checkpoint import load_model
+
+    return load_model(None)

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-per-chunk", type=int, default=1, help="2-second steps per chunk (default 1)"
     )
+    parser.add_argument(
+        "--slack",
+        type=float,
+        default=0.0,
+        help="compress to (1 - SLACK) x budget, so one compression serves several chunks "
+        "(default 0: compress to the budget after every chunk that exceeds it)",
+    )
     add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -51,6 +58,8 @@ def run(args: argparse.Namespace) -> None:
     budgets = parse_budgets(args.budgets)
     policies = parse_policies(args.policies)
     require_at_least_one(args, "--limit", "--steps-per-chunk")
+    if not 0 <= args.slack < 1:
+        raise OmniMemError(f"--slack must be at least 0 and below 1, got {args.slack}.")
     apply_threads(args)
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p is not None]
     for path in outputs:  # refuse an unwritable destination before the long run, not after
@@ -72,6 +81,7 @@ def run(args: argparse.Namespace) -> None:
         steps_per_chunk=args.steps_per_chunk,
         checkpoint=args.checkpoint,
         adapter=args.adapter,
+        slack=args.slack,
     )
     print(report(result))
     print(f"\n{len(result.records)} records in {result.wall_seconds:.0f} s")

@@ -122,7 +122,7 @@ def allocate(
     one_hot = torch.nn.functional.one_hot(memory.meta.modality, len(MODALITY_NAMES)).bool()
     in_modality = one_hot & evictable.unsqueeze(-1)  # (layers, tokens, modalities)
     counts = in_modality.sum(dim=1)  # N_m per layer
-    mass = (in_modality * scores.double().clamp_min(0).unsqueeze(-1)).sum(dim=1)  # M_m per layer
+    mass = (in_modality * scores.float().clamp_min(0).unsqueeze(-1)).sum(dim=1)  # M_m per layer
     free = free_slots(memory, budget)
     return torch.tensor(
         [

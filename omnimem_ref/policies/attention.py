@@ -24,6 +24,24 @@ def repeat_kv_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.repeat_interleave(n_heads // x.shape[-3], dim=-3)
 
 
+def attention_logits(
+    queries: torch.Tensor,
+    query_positions: torch.Tensor,
+    keys: torch.Tensor,
+    key_positions: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(heads, q, n): ``q·k / sqrt(d)``, ``-inf`` where a key comes after the query.
+
+    ``queries`` (heads, q, d); ``keys`` (kv_heads, n, d).
+    """
+    n_heads, _, head_dim = queries.shape
+    keys = repeat_kv_heads(keys.to(dtype), n_heads)
+    logits = queries.to(dtype) @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
+    visible = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # causal by position
+    return logits.masked_fill(~visible, float("-inf"))
+
+
 def attend(
     queries: torch.Tensor,
     query_positions: torch.Tensor,
@@ -32,18 +50,11 @@ def attend(
     key_positions: torch.Tensor,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention weights (heads, q, n) and head outputs (heads, q, d), computed in ``dtype``.
-
-    ``queries`` (heads, q, d); ``keys``/``values`` (kv_heads, n, d). The leave-one-out score asks
-    for float64: trained heads saturate (one key takes > 99.9% of the weight, e.g. an attention
-    sink), and then ``1 - a_qi`` and ``v_i - o_q`` lose every digit float32 has.
-    """
-    n_heads, _, head_dim = queries.shape
-    keys = repeat_kv_heads(keys.to(dtype), n_heads)
-    values = repeat_kv_heads(values.to(dtype), n_heads)
-    logits = queries.to(dtype) @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
-    visible = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # causal by position
-    weights = logits.masked_fill(~visible, float("-inf")).softmax(dim=-1)
+    """Attention weights (heads, q, n) and head outputs (heads, q, d), computed in ``dtype``
+    (float32 everywhere in the package; tests pass float64 for a reference)."""
+    logits = attention_logits(queries, query_positions, keys, key_positions, dtype)
+    weights = logits.softmax(dim=-1)
+    values = repeat_kv_heads(values.to(dtype), queries.shape[0])
     return weights, weights @ values  # o_q = Σ_j a_qj v_j
 
 

@@ -27,7 +27,7 @@ from omnimem_ref.policies.base import (
     free_slots,
     keep_top,
 )
-from omnimem_ref.policies.perturbation import output_projection_slices
+from omnimem_ref.policies.projection import output_projection_slices
 from omnimem_ref.policies.snapkv import snapkv_scores
 from omnimem_ref.streaming.memory import KVMemory
 
@@ -69,7 +69,7 @@ class CriticalKV(CompressionPolicy):
         evictable = ~memory.must_keep()
         norms = projected_value_l1(memory, context.backbone)
         scores = (attention + self.epsilon) * norms  # stage 2: (a + ε) · ||W_O v||₁
-        first = (free_slots(memory, budget).double() * self.first_stage_ratio).long()
+        first = (free_slots(memory, budget) * self.first_stage_ratio).long()
         for layer, n_first in enumerate(first.tolist()):  # stage 1: top attention, kept outright
             candidates = attention[layer].masked_fill(~evictable[layer], float("-inf"))
             chosen = candidates.topk(n_first).indices

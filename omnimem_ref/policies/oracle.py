@@ -1,7 +1,10 @@
 """Brute-force oracles, for teaching and for judging the estimators on the tiny model.
 
-- :func:`head_output_change`: evict one token from one layer's attention and recompute every head's
-  output from scratch; the closed form of :mod:`~omnimem_ref.policies.perturbation` must agree.
+- :func:`layer_output_change`: evict one token from one layer's attention (every head at once),
+  recompute the attention from scratch and apply ``o_proj``: how far the layer's output moved. The
+  perturbation score of :mod:`~omnimem_ref.policies.perturbation` must agree.
+- :func:`head_output_change`: the same, head by head (``||W_O^h (o^{h,-i} − o^h)||``), for the
+  ``heads="mean"`` variant.
 - :func:`answer_kl_oracle`: evict one token from every layer of a streamed memory, ask the
   question again, and measure how far the answer distribution moved,
   ``KL(p_full || p_without_i)`` over the question's options. This is what a score should predict;
@@ -22,6 +25,59 @@ if TYPE_CHECKING:
     from omnimem_ref.streaming.session import StreamingSession
 
 
+def _outputs_without_each_token(
+    queries: torch.Tensor,
+    query_positions: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_positions: torch.Tensor,
+    n: int,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Head outputs (heads, q, d) with every key, and with each of the first ``n`` keys removed."""
+    _, full = attend(queries, query_positions, keys, values, key_positions, torch.float64)
+    without = []
+    for i in range(n):
+        rest = torch.arange(keys.shape[1], device=keys.device) != i
+        _, out = attend(
+            queries,
+            query_positions,
+            keys[:, rest],
+            values[:, rest],
+            key_positions[rest],
+            torch.float64,
+        )
+        without.append(torch.nan_to_num(out))  # a query that saw only token i now sees nothing
+    return full, without
+
+
+def layer_output_change(
+    queries: torch.Tensor,
+    query_positions: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_positions: torch.Tensor,
+    w_o: torch.Tensor,
+    n: int | None = None,
+) -> torch.Tensor:
+    """(q, n): ``||o_proj(concat_h o_q^{h,-i}) − o_proj(concat_h o_q^h)||`` with each of the first
+    ``n`` keys (default: all) removed from every head in turn, in float64.
+
+    ``w_o`` (hidden, heads * d) is ``o_proj``'s weight; everything else as in
+    :func:`~omnimem_ref.policies.attention.attend`.
+    """
+    n = keys.shape[1] if n is None else n
+    full, without = _outputs_without_each_token(
+        queries, query_positions, keys, values, key_positions, n
+    )
+    w_o = w_o.double()
+
+    def layer_output(heads: torch.Tensor) -> torch.Tensor:  # (heads, q, d) -> (q, hidden)
+        return heads.transpose(0, 1).flatten(1) @ w_o.T
+
+    reference = layer_output(full)
+    return torch.stack([(layer_output(o) - reference).norm(dim=-1) for o in without], -1)
+
+
 def head_output_change(
     queries: torch.Tensor,
     query_positions: torch.Tensor,
@@ -35,15 +91,11 @@ def head_output_change(
     ``w_o`` (heads, hidden, d) are the per-head slices of ``o_proj``; everything else as in
     :func:`~omnimem_ref.policies.attention.attend`.
     """
-    _, full = attend(queries, query_positions, keys, values, key_positions)
-    changes = []
-    for i in range(keys.shape[1]):
-        rest = torch.arange(keys.shape[1], device=keys.device) != i
-        _, without = attend(
-            queries, query_positions, keys[:, rest], values[:, rest], key_positions[rest]
-        )
-        without = torch.nan_to_num(without)  # a query that saw only token i now sees nothing
-        changes.append(torch.einsum("hkd,hqd->hqk", w_o, without - full).norm(dim=-1))
+    full, without = _outputs_without_each_token(
+        queries, query_positions, keys, values, key_positions, keys.shape[1]
+    )
+    w_o = w_o.double()
+    changes = [torch.einsum("hkd,hqd->hqk", w_o, o - full).norm(dim=-1) for o in without]
     return torch.stack(changes, dim=-1)
 
 

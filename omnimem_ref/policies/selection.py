@@ -18,6 +18,13 @@ CPU (``omnimem bench``, previous version). Discounting by every better-scored to
 similarity matrix per layer (soft non-maximum suppression); the two differ only when a token that
 was itself discounted would have discounted others, and agree on the duplicates the tests build.
 
+**Linear time.** Only keys of one group discount each other, and the best-ranked members of a
+group are the ones that survive, so the fast path (:func:`bounded_redundancy_adjusted`, what
+``RedundancyAware`` runs) compares each candidate with at most the ``compare_with`` best-ranked
+members of its own group: O(N · compare_with) work and memory, never an N x N matrix. Wherever no
+group holds more than ``compare_with + 1`` candidates it equals the all-pairs reference
+(:func:`redundancy_adjusted`) exactly; a test checks both that and the agreement beyond it.
+
 Keys are compared without their rotary position (RoPE is undone exactly, once per token, when the
 token is first scored), so two identical patches at different times compare as identical, and
 centred on their pool's mean key, so a bias shared by every key does not make everything look
@@ -78,13 +85,19 @@ class RedundancyAware:
     """Top-k by score after discounting keys that repeat a better-scored key of their group.
 
     ``threshold``: the cosine ``τ`` below which keys do not count as duplicates at all.
+    ``compare_with``: how many of the best-ranked members of its group each candidate is compared
+    with (linear time; see the module docstring); ``None`` compares with every better-ranked
+    member (the all-pairs reference, quadratic in the memory size).
     """
 
     threshold: float = 0.0
+    compare_with: int | None = 16
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold < 1:
             raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        if self.compare_with is not None and self.compare_with < 1:
+            raise ValueError(f"compare_with must be at least 1 or None, got {self.compare_with}")
 
     def __call__(
         self,
@@ -102,9 +115,9 @@ class RedundancyAware:
         keys = content_keys(memory, context.backbone).transpose(1, 2).flatten(2)  # (L, N, h*d)
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
+        batches = [slice(None)] if self.compare_with is not None else layer_batches(memory)
         kept = [
-            self.keep_distinct(scores[g], keys[g], pools[g], groups[g], shares[g])
-            for g in layer_batches(memory)
+            self.keep_distinct(scores[g], keys[g], pools[g], groups[g], shares[g]) for g in batches
         ]
         return torch.cat(kept)
 
@@ -120,7 +133,12 @@ class RedundancyAware:
         scores. (layers, tokens) scores, pools and groups, (layers, tokens, dim) keys, (layers,
         pools) shares."""
         centred = keys - pool_means(keys, pools, shares.shape[1])
-        adjusted = redundancy_adjusted(scores, centred, groups, self.threshold)
+        if self.compare_with is None:
+            adjusted = redundancy_adjusted(scores, centred, groups, self.threshold)
+        else:
+            adjusted = bounded_redundancy_adjusted(
+                scores, centred, groups, self.threshold, self.compare_with
+            )
         return keep_per_pool(adjusted, pools, shares)
 
 
@@ -156,6 +174,52 @@ def redundancy_adjusted(
     nearest = cosine.amax(dim=-2)  # max over the better-ranked i of each j (0 if none)
     closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)  # d(max cos) = max d(cos)
     return scores * (1 - torch.empty_like(closest).scatter_(-1, order, closest))
+
+
+def bounded_redundancy_adjusted(
+    scores: torch.Tensor,
+    keys: torch.Tensor,
+    groups: torch.Tensor,
+    threshold: float = 0.0,
+    compare_with: int = 16,
+) -> torch.Tensor:
+    """(layers, n): :func:`redundancy_adjusted`, with each candidate compared only with the
+    ``compare_with`` best-ranked members of its group (those ranked above it among them).
+
+    How, without an N x N matrix: sort every layer's rows by (group, rank), so each group is a
+    run whose first rows are its best; cut each run into blocks of at most ``rows`` members; a
+    block's rows are compared with its group's first ``compare_with`` rows in one small matrix
+    product. Work and memory: O(layers · N · compare_with · dim).
+    """
+    n_layers, n = scores.shape
+    scores = scores.float().clamp_min(0)
+    ranked = best_first(scores)
+    order = ranked.gather(1, groups.gather(1, ranked).argsort(dim=1, stable=True))
+    # Flatten the layers: one id per (layer, group), non-decreasing along the sorted rows.
+    span = int(groups.max() - groups.min()) + 1
+    layer = torch.arange(n_layers, device=groups.device).unsqueeze(1)
+    group_id = (groups.gather(1, order) - groups.min() + layer * span).flatten()
+    unit = torch.nn.functional.normalize(keys.float(), dim=-1)
+    unit = unit.gather(1, order.unsqueeze(-1).expand_as(unit)).flatten(0, 1)  # (L * n, dim)
+    row_index = torch.arange(len(group_id), device=groups.device)
+    first = torch.ones_like(group_id, dtype=torch.bool)
+    first[1:] = group_id[1:] != group_id[:-1]
+    start = torch.where(first, row_index, 0).cummax(dim=0).values  # the group's best row
+    place = row_index - start  # rank within the group: 0 for its best
+    # Blocks of up to `rows` consecutive members of one group share their group's best rows.
+    rows = max(4, min(64, len(group_id) // max(1, int(first.sum()))))
+    new_block = first | (place % rows == 0)
+    block = new_block.cumsum(dim=0) - 1
+    padded = unit.new_zeros(int(block[-1]) + 1, rows, unit.shape[-1])
+    padded[block, place % rows] = unit
+    best = start[new_block].unsqueeze(1) + torch.arange(compare_with, device=unit.device)
+    columns = unit[best.clamp_max(len(unit) - 1)]  # (blocks, compare_with, dim)
+    cosine = (padded @ columns.transpose(1, 2))[block, place % rows]  # (L * n, compare_with)
+    above = torch.arange(compare_with, device=unit.device) < place.unsqueeze(1)
+    nearest = torch.where(above, cosine, 0).amax(dim=1).clamp_min(0)  # 0 if nothing above
+    closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)
+    adjusted = scores.gather(1, order) * (1 - closest.view(n_layers, n))
+    return torch.empty_like(adjusted).scatter_(1, order, adjusted)
 
 
 def distinct_top_k(

@@ -7,7 +7,10 @@ The protocol (DESIGN.md §4):
    backbone with explicit ``position_ids`` (original positions keep counting after evictions)
    and an explicit 4D mask (all of memory visible, causal inside the chunk). Its keys and values
    are appended to transformers' ``DynamicCache``.
-3. If a layer now holds more than ``budget`` tokens, the policy picks which to keep.
+3. If a layer now holds more than ``budget`` tokens, the policy picks which to keep: ``budget``
+   of them, or ``(1 - slack) · budget`` with a ``slack``, so that the next few chunks fit
+   without compressing again (one compression then serves several chunks; memory still never
+   holds more than the budget plus one chunk).
 4. A question is appended the same way, its answer read from the logits of the option words,
    and its tokens are then dropped again, so memory is the same for every question.
 """
@@ -69,7 +72,10 @@ class StreamingSession:
         policy: CompressionPolicy | None = None,
         budget: int | None = None,
         steps_per_chunk: int = 1,
+        slack: float = 0.0,
     ) -> None:
+        if not 0 <= slack < 1:
+            raise OmniMemError(f"The slack must be at least 0 and below 1, got {slack}.")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.policy = policy or FullMemory()
@@ -89,6 +95,7 @@ class StreamingSession:
                 f"prompt prefix; use a budget of at least {self.prefix_length}."
             )
         self.budget = budget
+        self.slack = slack
         meta = _text_meta(len(prompt), 0, self.device)
         nothing = torch.zeros(self.memory.n_layers, 0, dtype=torch.long, device=self.device)
         self.history.append((meta.position, nothing))
@@ -136,7 +143,7 @@ class StreamingSession:
             assert self.budget is not None
             context = ChunkContext(model, hidden_states[:-1], meta.position)
             with torch.no_grad():
-                kept = self.policy.select(self.memory, self.budget, context)
+                kept = self.policy.select(self.memory, self.compress_to(), context)
             self.memory.keep(kept)
         compress_seconds = self._clock() - prefilled if compressed else 0.0
         report = MemoryReport(
@@ -151,6 +158,11 @@ class StreamingSession:
         )
         self.reports.append(report)
         return report
+
+    def compress_to(self) -> int:
+        """Rows per layer a compression keeps: ``(1 - slack) · budget``, never below the prompt."""
+        assert self.budget is not None
+        return max(self.prefix_length, self.budget - int(self.slack * self.budget))
 
     def _clock(self) -> float:
         """Wall time, once the GPU (if any) has finished the work queued so far."""
