@@ -317,3 +317,64 @@ def plot_accuracy_vs_budget(
     ax.set_ylabel("accuracy (%)" if family is None else f"{family} accuracy (%)")
     ax.legend(fontsize=8, loc="best")
     return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost against memory size (`omnimem cost --budgets ...`)
+
+
+def plot_cost_vs_budget(records: Sequence[Any], ax: Axes | None = None) -> Axes:
+    """Milliseconds against budget tokens, log-log: one line per policy (one compression), the
+    steady-state prefill of one chunk (memory full; averaged over policies, since it does not
+    depend on the policy) as a dashed black line, and a dotted slope-1 line for reference.
+
+    On log-log axes a cost proportional to memory runs parallel to the slope-1 line, and a
+    quadratic one (an N x N similarity) twice as steep, so the growth reads off the slopes.
+    ``records``: :class:`~omnimem_ref.cost.CostRecord` objects or their JSON dicts; records
+    without a compression are left out (they measured no compression and no steady prefill).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    rows = [r for r in map(_as_dict, records) if r["compressions"] > 0]
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", max(1, len(names)))
+    for name, colour in zip(names, palette, strict=False):
+        points = sorted(
+            (r["budget_tokens"], r["compress_ms_per_compression"])
+            for r in rows
+            if r["policy"] == name
+        )
+        ax.plot(*zip(*points, strict=True), marker="o", color=colour, label=name)
+    budgets = sorted({r["budget_tokens"] for r in rows})
+    prefill = [
+        np.mean([r["steady_prefill_ms_per_chunk"] for r in rows if r["budget_tokens"] == b])
+        for b in budgets
+    ]
+    if budgets:
+        ax.plot(
+            budgets,
+            prefill,
+            color="black",
+            ls="--",
+            marker="s",
+            ms=4,
+            label="prefill per chunk (memory full)",
+        )
+        first = min((r for r in rows if r["policy"] == names[0]), key=lambda r: r["budget_tokens"])
+        x0, y0 = first["budget_tokens"], first["compress_ms_per_compression"]
+        ax.plot(
+            budgets,
+            [y0 * b / x0 for b in budgets],
+            color="grey",
+            ls=":",
+            label="∝ memory (slope 1)",
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("memory budget (KV tokens per layer)")
+    ax.set_ylabel("time (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return ax

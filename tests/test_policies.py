@@ -9,7 +9,7 @@ import torch
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import AUDIO, TEXT, VISUAL
-from omnimem_ref.policies import POLICIES, make_policy, selection
+from omnimem_ref.policies import POLICIES, ComposedPolicy, make_policy, selection
 from omnimem_ref.policies.allocation import (
     FixedShare,
     Proportional,
@@ -412,3 +412,76 @@ def test_answer_kl_oracle(model, tokenizer, stream):
     assert positions.shape == kl.shape == (len(session.memory),)
     assert torch.all(kl >= -1e-7) and kl.max() > 0
     assert session.answer(QUESTION, OPTIONS).probabilities == before, "memory restored"
+
+
+def test_linear_time_redundancy_equals_all_pairs_where_groups_are_small():
+    """Comparing each candidate with its group's best `compare_with` members is the all-pairs
+    rule whenever no group holds more than `compare_with + 1` candidates."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(3, 200, generator=generator)
+    keys = torch.randn(3, 200, 8, generator=generator)
+    groups = torch.randint(-3, 20, (3, 200), generator=generator)
+    largest = max(int(torch.bincount(g + 3).max()) for g in groups)
+    exact = selection.redundancy_adjusted(scores, keys, groups)
+    bounded = selection.bounded_redundancy_adjusted(scores, keys, groups, 0.0, largest - 1)
+    assert torch.allclose(bounded, exact, atol=1e-6)
+    assert not torch.allclose(
+        selection.bounded_redundancy_adjusted(scores, keys, groups, 0.0, 2), exact, atol=1e-3
+    ), "comparing with only 2 must differ somewhere, or the test proves nothing"
+
+
+def test_linear_time_redundancy_still_drops_duplicates_of_the_best():
+    """A group of 100 copies of one key behind its best member: every copy is discounted to zero
+    even though each is compared with only the group's 4 best."""
+    key = torch.tensor([1.0, 2.0, 3.0])
+    keys = torch.cat([key.expand(100, -1), torch.randn(50, 3)]).unsqueeze(0)
+    scores = torch.linspace(1.0, 0.5, 150).unsqueeze(0)
+    groups = torch.cat([torch.zeros(100), torch.arange(1, 51)]).long().unsqueeze(0)
+    adjusted = selection.bounded_redundancy_adjusted(scores, keys, groups, 0.0, 4)
+    assert adjusted[0, 0] == scores[0, 0]
+    assert torch.allclose(adjusted[0, 1:100], torch.zeros(99), atol=1e-5)
+    assert torch.equal(adjusted[0, 100:], scores[0, 100:])  # alone in their groups
+
+
+@pytest.mark.parametrize("budget_share", [0.1, 0.3])
+def test_linear_time_selection_matches_all_pairs_on_a_trained_stream(trained, budget_share):
+    """On the shipped checkpoint and a 40-second stream, the default (compare_with=16) keeps the
+    same tokens as the all-pairs reference."""
+    model, tokenizer = trained
+    stream = tiny_stream(seconds=40.0, seed=5)
+    full_length = 9 + stream.n_steps * stream.tokens_per_step
+    budget = int(budget_share * full_length)
+    kept = {}
+    for compare_with in (16, None):
+        policy = ComposedPolicy(
+            PerturbationScorer(), ScoreMass(), RedundancyAware(compare_with=compare_with)
+        )
+        session = StreamingSession(model, tokenizer, policy, budget)
+        session.stream(stream)
+        kept[compare_with] = session.memory.meta.position
+    assert torch.equal(kept[16], kept[None])
+
+
+def test_scores_see_an_active_lora_adapter(tokenizer, stream):
+    """Under peft the base o_proj.weight stays as it was; the scorer must read base + B A, and
+    go back to the base when the adapter is disabled."""
+    from omnimem_ref.model.adapter import attach_lora, lora_config
+    from tests.model_fixtures import tiny_model
+
+    model = tiny_model()
+    session = StreamingSession(model, tokenizer)
+    session.stream(stream)
+    context = ChunkContext(model, (), torch.tensor([len(session.memory) - 1]))
+    base = PerturbationScorer()(session.memory, context)
+    peft_model = attach_lora(model, lora_config(rank=4, alpha=8))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name and "o_proj" in name:
+                p.normal_(0, 0.5)
+    adapted = PerturbationScorer()(session.memory, context)
+    assert not torch.allclose(adapted, base, rtol=1e-3)
+    with peft_model.disable_adapter():
+        assert torch.allclose(PerturbationScorer()(session.memory, context), base, atol=1e-6)
+    merged = peft_model.merge_and_unload()  # plain Linear layers holding base + B A
+    assert torch.allclose(PerturbationScorer()(session.memory, context), adapted, atol=1e-5)
+    assert merged is model

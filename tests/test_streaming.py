@@ -115,3 +115,23 @@ def test_budget_below_prompt_prefix_is_refused(model, tokenizer):
 def test_unknown_policy_lists_valid_names():
     with pytest.raises(OmniMemError, match="full.*recent"):
         make_policy("bogus")
+
+
+@pytest.mark.parametrize("slack", [0.25, 0.5])
+def test_slack_compresses_below_the_budget_and_less_often(model, tokenizer, stream, slack):
+    """With a slack, a compression keeps (1 - slack) x budget rows, so the next chunks fit without
+    compressing; memory still never holds more than the budget plus one chunk."""
+    budget = 80  # 18-token steps: a slack of 20 or 40 rows holds one or two more chunks
+    plain = StreamingSession(model, tokenizer, make_policy("omnimem"), budget).stream(stream)
+    session = StreamingSession(model, tokenizer, make_policy("omnimem"), budget, slack=slack)
+    reports = session.stream(stream)
+    target = budget - int(slack * budget)
+    assert all(r.total_tokens == target for r in reports if r.compressed)
+    assert all(r.peak_tokens <= budget + stream.tokens_per_step for r in reports)
+    assert all(r.total_tokens <= budget for r in reports)
+    assert sum(r.compressed for r in reports) < sum(r.compressed for r in plain)
+
+
+def test_slack_outside_zero_to_one_is_refused(model, tokenizer):
+    with pytest.raises(OmniMemError, match="slack"):
+        StreamingSession(model, tokenizer, make_policy("omnimem"), 60, slack=1.0)

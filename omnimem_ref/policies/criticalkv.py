@@ -27,7 +27,7 @@ from omnimem_ref.policies.base import (
     free_slots,
     keep_top,
 )
-from omnimem_ref.policies.projection import output_projection_slices
+from omnimem_ref.policies.projection import output_projection_slices, projection_version
 from omnimem_ref.policies.snapkv import snapkv_scores
 from omnimem_ref.streaming.memory import KVMemory
 
@@ -43,7 +43,8 @@ def projected_value_l1(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         projected = torch.einsum("lhkd,lhnd->lhnk", w_o, values)  # W_O^h v_i
         return projected.abs().sum(-1).mean(1, keepdim=True)  # mean_h ||W_O^h v_i||₁
 
-    return memory.per_token("criticalkv.wov_l1", compute)[:, 0]
+    version = projection_version(backbone)
+    return memory.per_token("criticalkv.wov_l1", compute, version)[:, 0]
 
 
 class CriticalKV(CompressionPolicy):

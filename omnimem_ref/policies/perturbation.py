@@ -53,6 +53,7 @@ from omnimem_ref.policies.projection import (
     grouped_square_roots,
     head_square_roots,
     output_projection,
+    projection_version,
 )
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
 
@@ -137,7 +138,8 @@ def whitened_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         stacked = values.transpose(1, 2).flatten(2)  # (layers, new, kv_heads * d): [v^1; …; v^G]
         return (stacked @ roots.transpose(1, 2)).unsqueeze(1)  # R̃ v_i
 
-    return memory.per_token("perturbation.whitened_values", compute)
+    version = projection_version(backbone)
+    return memory.per_token("perturbation.whitened_values", compute, version)
 
 
 def uniform_scores(memory: KVMemory, backbone: Backbone, heads: str = "sum") -> torch.Tensor:

@@ -66,11 +66,17 @@ def _version(linear: nn.Module) -> tuple:
     )
 
 
+def projection_version(backbone: Backbone) -> tuple:
+    """A key that changes whenever any layer's effective ``W_O`` may have (see :func:`_version`):
+    per-token stores derived from ``W_O`` are recomputed when it does."""
+    return tuple(_version(layer.self_attn.o_proj) for layer in backbone.layers)
+
+
 def cached_per_model(
     backbone: Backbone, name: str, compute: Callable[[], torch.Tensor]
 ) -> torch.Tensor:
-    """``compute()`` once per model and state of its output projections (see :func:`_version`)."""
-    key = tuple(_version(layer.self_attn.o_proj) for layer in backbone.layers)
+    """``compute()`` once per model and state of its output projections."""
+    key = projection_version(backbone)
     store = _CACHE.setdefault(backbone, {})
     cached = store.get(name)
     if cached is None or cached[0] != key:

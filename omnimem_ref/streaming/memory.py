@@ -9,7 +9,7 @@ gather is what keeps a survival map truthful.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from functools import cache
 
@@ -62,6 +62,7 @@ class KVMemory:
         # Per-token tensors derived from the cache (e.g. v_iᵀ G_h v_i for perturbation scores),
         # shaped (layers, heads, tokens, ...), rows aligned with the cache; see `per_token`.
         self._per_token: dict[str, torch.Tensor] = {}
+        self._per_token_version: dict[str, Hashable] = {}  # what each store was computed from
         # `must_keep()` for the current rows and keep_modalities; reset whenever the rows change.
         self._must_keep: tuple[frozenset[int], torch.Tensor] | None = None
 
@@ -127,13 +128,20 @@ class KVMemory:
             self._must_keep = (self.keep_modalities, torch.isin(modality, kept))
         return self._must_keep[1]
 
-    def per_token(self, name: str, compute: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    def per_token(
+        self, name: str, compute: Callable[[int], torch.Tensor], version: Hashable = None
+    ) -> torch.Tensor:
         """A tensor (layers, heads, tokens, ...) derived from the cache, computed once per token.
 
         ``compute(start)`` returns the rows ``start:`` of every layer (the tokens that entered
         memory since the last call); earlier rows come from the store, which :meth:`keep` gathers
         with the cache, so each token's term is computed once, when it is first scored.
+        ``version`` names what else the rows depend on (e.g. the model's current weights): a
+        store computed under another version is recomputed from scratch.
         """
+        if self._per_token_version.get(name) != version:
+            self._per_token.pop(name, None)
+            self._per_token_version[name] = version
         stored = self._per_token.get(name)
         start = 0 if stored is None else stored.shape[2]
         if start < len(self):
