@@ -143,17 +143,3 @@ def head_square_roots(backbone: Backbone) -> torch.Tensor:
         )
 
     return cached_per_model(backbone, "head_square_roots", compute)
-
-
-def layer_square_roots(backbone: Backbone) -> torch.Tensor:
-    """(layers, heads * d, heads * d): ``R`` of the whole ``W_O`` (every head, not grouped)."""
-
-    def compute() -> torch.Tensor:
-        return torch.stack(
-            [
-                square_root(output_projection(backbone, layer))
-                for layer in range(len(backbone.layers))
-            ]
-        )
-
-    return cached_per_model(backbone, "layer_square_roots", compute)
