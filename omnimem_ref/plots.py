@@ -15,9 +15,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from omnimem_ref.budget import parse_budget
+from omnimem_ref.core import KVMemory
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES, TEXT, VISUAL
-from omnimem_ref.streaming.memory import KVMemory
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.modeling import AUDIO, TEXT, VISUAL
 from omnimem_ref.policies import POLICIES, ComposedPolicy, make_policy, selection
@@ -19,11 +20,7 @@ from omnimem_ref.policies.allocation import (
 )
 from omnimem_ref.policies.attention import attend, proxy_attention
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
-from omnimem_ref.policies.oracle import (
-    answer_kl_oracle,
-    head_output_change,
-    layer_output_change,
-)
+from omnimem_ref.policies.oracle import head_output_change, layer_output_change
 from omnimem_ref.policies.perturbation import (
     PerturbationScorer,
     leave_one_out_scores,
@@ -39,7 +36,7 @@ from omnimem_ref.policies.queries import (
 )
 from omnimem_ref.policies.recent import RecentWindow
 from omnimem_ref.policies.selection import RedundancyAware, content_keys, distinct_top_k, top_k
-from omnimem_ref.streaming.memory import KVMemory
+from omnimem_ref.streaming.oracle import answer_kl_oracle
 from omnimem_ref.streaming.session import StreamingSession
 from tests.model_fixtures import OPTIONS, QUESTION, tiny_stream
 

@@ -8,10 +8,10 @@ import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from omnimem_ref.budget import parse_budget
+from omnimem_ref.core import cache_argument
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.masks import attention_mask, chunk_visibility
 from omnimem_ref.policies import POLICIES, compress_text_cache, make_policy
-from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
-from omnimem_ref.streaming.memory import cache_argument
 
 N_TOKENS = 48
 SETTINGS = dict(

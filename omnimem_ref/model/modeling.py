@@ -16,14 +16,16 @@ from __future__ import annotations
 import math
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedModel, Qwen2ForCausalLM, Qwen2Model
 
+from omnimem_ref.core import AUDIO, MODALITY_NAMES, TEXT, VISUAL
 from omnimem_ref.model.configuration import TinyOmniConfig
+from omnimem_ref.model.tokenizer import TinyOmniPrompts
 from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
 
-TEXT, VISUAL, AUDIO = 0, 1, 2
-MODALITY_NAMES = ("text", "visual", "audio")
+__all__ = ["AUDIO", "MODALITY_NAMES", "TEXT", "VISUAL", "TinyOmniModel"]
 
 # Probe outputs: class 0 means "nothing here".
 VISUAL_PROBE_CLASSES = {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1}
@@ -112,3 +114,7 @@ class TinyOmniModel(PreTrainedModel):
     def answer_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states -> vocabulary logits (the tied LM head)."""
         return self.language_model.lm_head(hidden)
+
+    def prompt_format(self, tokenizer: Tokenizer) -> TinyOmniPrompts:
+        """How the streaming session writes the prompt and questions, and reads answers."""
+        return TinyOmniPrompts(tokenizer)

@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 
+from omnimem_ref.core import PromptFormat
 from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
@@ -85,3 +86,20 @@ def encode(tokenizer: Tokenizer, text: str) -> list[int]:
     if unknown:
         raise ValueError(f"words outside the model's vocabulary: {unknown}")
     return tokenizer.encode(text).ids
+
+
+class TinyOmniPrompts(PromptFormat):
+    """TinyOmni's text: :data:`PROMPT` before the stream, ``question : ... answer :`` after it,
+    and each answer option one word of the closed vocabulary."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def prompt_ids(self) -> list[int]:
+        return encode(self.tokenizer, PROMPT)
+
+    def question_ids(self, question: str) -> list[int]:
+        return encode(self.tokenizer, question_text(question))
+
+    def option_id(self, option: str) -> int:
+        return encode(self.tokenizer, option)[0]

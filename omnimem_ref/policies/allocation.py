@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES
+from omnimem_ref.core import AUDIO, MODALITY_NAMES
 from omnimem_ref.policies.base import free_slots
 
 if TYPE_CHECKING:
-    from omnimem_ref.streaming.memory import KVMemory
+    from omnimem_ref.core import KVMemory
 
 
 class Allocation(Protocol):

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from omnimem_ref.core import KVMemory
     from omnimem_ref.policies.queries import ProxyQueries
-    from omnimem_ref.streaming.memory import KVMemory
 
 
 def repeat_kv_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

@@ -9,49 +9,13 @@ text decoder's cache nothing is protected: see :mod:`omnimem_ref.policies.text`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import nn
 
-if TYPE_CHECKING:
-    from omnimem_ref.streaming.memory import KVMemory
+from omnimem_ref.core import Backbone, ChunkContext, KVMemory
 
-
-# A transformers decoder stack (Qwen2Model, LlamaModel): ``.layers[l].self_attn``,
-# ``.layers[l].input_layernorm``, ``.rotary_emb``, ``.config``, ``.get_input_embeddings()``.
-Backbone = Any
-
-
-@dataclass
-class ChunkContext:
-    """What the session knows about the chunk it has just written to memory.
-
-    ``hidden_states[l]`` is the input of layer ``l`` for the chunk's tokens, shape
-    ``(1, chunk, hidden)``: policies that need queries (SnapKV-style windows, perturbation
-    scores) project them with the layer's own ``q_proj``.
-
-    ``model`` is a TinyOmni (whose ``.backbone`` is the decoder) or a plain transformers
-    ``*ForCausalLM`` (whose ``.model`` is). ``prompt_ids``: token ids, in that model's vocabulary,
-    of the generic prompt that prompt-based policies (StreamMem, OmniMem's ``prompt`` proxy) run
-    as queries; ``None`` lets each build its default from TinyOmni's vocabulary.
-    """
-
-    model: nn.Module
-    hidden_states: tuple[torch.Tensor, ...]
-    positions: torch.Tensor  # (chunk,) RoPE positions of the chunk's tokens
-    prompt_ids: torch.Tensor | None = None
-
-    @property
-    def backbone(self) -> Backbone:
-        """The decoder stack that owns the cache: TinyOmni's ``.backbone``, a CausalLM's ``.model``."""
-        backbone = getattr(self.model, "backbone", None)
-        return backbone if backbone is not None else self.model.model
-
-    def next_position(self) -> int:
-        """The position a token appended right after this chunk would get."""
-        return int(self.positions[-1]) + 1
+__all__ = ["Backbone", "ChunkContext", "CompressionPolicy", "KVMemory", "free_slots", "keep_top"]
 
 
 class CompressionPolicy(ABC):

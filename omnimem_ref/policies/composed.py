@@ -21,7 +21,7 @@ from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
 from omnimem_ref.policies.selection import Selection, top_k
 
 if TYPE_CHECKING:
-    from omnimem_ref.streaming.memory import KVMemory
+    from omnimem_ref.core import KVMemory
 
 Scorer = Callable[["KVMemory", ChunkContext], torch.Tensor]
 

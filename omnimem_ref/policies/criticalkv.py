@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.attention import repeat_kv_heads
 from omnimem_ref.policies.base import (
     Backbone,
@@ -29,7 +30,6 @@ from omnimem_ref.policies.base import (
 )
 from omnimem_ref.policies.projection import output_projection_slices, projection_version
 from omnimem_ref.policies.snapkv import snapkv_scores
-from omnimem_ref.streaming.memory import KVMemory
 
 
 def projected_value_l1(memory: KVMemory, backbone: Backbone) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
-from omnimem_ref.streaming.memory import KVMemory
 
 
 class FullMemory(CompressionPolicy):

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import torch
 
-from omnimem_ref.model.modeling import VISUAL
+from omnimem_ref.core import VISUAL, KVMemory
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, free_slots, keep_top
 from omnimem_ref.policies.selection import content_keys
 from omnimem_ref.policies.vnorm import value_norm_scores
-from omnimem_ref.streaming.memory import KVMemory
 
 
 def recent_frames(memory: KVMemory, layer: int, query_ratio: float) -> torch.Tensor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
-from omnimem_ref.streaming.memory import KVMemory
 
 
 def key_norm_scores(memory: KVMemory) -> torch.Tensor:

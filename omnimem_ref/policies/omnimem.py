@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.allocation import Allocation, ScoreMass
 from omnimem_ref.policies.attention import mean_attention
 from omnimem_ref.policies.base import ChunkContext
@@ -26,7 +27,6 @@ from omnimem_ref.policies.composed import ComposedPolicy
 from omnimem_ref.policies.perturbation import PerturbationScorer
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
 from omnimem_ref.policies.selection import RedundancyAware, Selection, top_k
-from omnimem_ref.streaming.memory import KVMemory
 
 DEFAULT_PROXY = "uniform"
 

@@ -58,9 +58,9 @@ from omnimem_ref.policies.projection import (
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
 
 if TYPE_CHECKING:
+    from omnimem_ref.core import KVMemory
     from omnimem_ref.policies.base import Backbone, ChunkContext
     from omnimem_ref.policies.queries import ProxyQueries
-    from omnimem_ref.streaming.memory import KVMemory
 
 PROXIES = ("tail", "prompt", "uniform")
 HEAD_REDUCTIONS = ("sum", "mean")

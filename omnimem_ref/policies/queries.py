@@ -17,21 +17,13 @@ original position, with the backbone's own rotary embedding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING
 
 import torch
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
+from omnimem_ref.core import Backbone, ChunkContext, KVMemory, cache_argument
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import build_tokenizer, encode, question_text
-from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
-from omnimem_ref.streaming.memory import cache_argument
-
-if TYPE_CHECKING:
-    from omnimem_ref.policies.base import Backbone, ChunkContext
-    from omnimem_ref.streaming.memory import KVMemory
+from omnimem_ref.masks import attention_mask, chunk_visibility
 
 # A generic request for the clip's content, in the closed vocabulary the tiny model knows.
 GENERIC_QUESTION = "what was on the screen and what played ?"
@@ -97,14 +89,11 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
     The prompt goes through the backbone with memory as its cache (explicit positions and mask, as
     the session does), its per-layer inputs and keys/values are read, and the cache is cropped
     back: memory is left exactly as it was. ``context.prompt_ids`` overrides the prompt (needed for
-    a plain text decoder, whose vocabulary is not TinyOmni's).
+    a plain text decoder, which has no question template); otherwise the session's
+    ``context.question_ids`` writes ``question`` in its model's vocabulary.
     """
     backbone = context.backbone
-    ids = (
-        context.prompt_ids
-        if context.prompt_ids is not None
-        else _tiny_prompt_ids(context, question)
-    )
+    ids = _prompt_ids(context, question)
     table = backbone.get_input_embeddings()
     embeddings = table(ids.to(table.weight.device))
     n_memory, n_prompt = len(memory), len(ids)
@@ -137,15 +126,12 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
     return proxies
 
 
-def _tiny_prompt_ids(context: ChunkContext, question: str) -> torch.Tensor:
-    if not isinstance(context.model, TinyOmniModel):
+def _prompt_ids(context: ChunkContext, question: str) -> torch.Tensor:
+    if context.prompt_ids is not None:
+        return context.prompt_ids
+    if context.question_ids is None:
         raise OmniMemError(
             "This policy runs a generic prompt as proxy queries; for a plain text decoder pass "
             "its token ids (in that model's vocabulary) as prompt_ids."
         )
-    return _encoded(question_text(question))
-
-
-@cache
-def _encoded(text: str) -> torch.Tensor:
-    return torch.tensor(encode(build_tokenizer(), text))
+    return context.question_ids(question)

@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from omnimem_ref.model.modeling import VISUAL
+from omnimem_ref.core import VISUAL
 from omnimem_ref.policies.base import free_slots, keep_top
 
 if TYPE_CHECKING:
+    from omnimem_ref.core import KVMemory
     from omnimem_ref.policies.base import Backbone, ChunkContext
-    from omnimem_ref.streaming.memory import KVMemory
 
 
 class Selection(Protocol):

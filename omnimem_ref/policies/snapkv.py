@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.attention import mean_attention
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
 from omnimem_ref.policies.queries import chunk_tail
-from omnimem_ref.streaming.memory import KVMemory
 
 
 def snapkv_scores(

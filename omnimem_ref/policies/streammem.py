@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import torch
 
+from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.attention import mean_attention
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
 from omnimem_ref.policies.queries import TEMPLATE_ONLY, generic_prompt
-from omnimem_ref.streaming.memory import KVMemory
 
 
 class StreamMem(CompressionPolicy):

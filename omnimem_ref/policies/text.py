@@ -11,7 +11,7 @@ Policies that need queries read them from the prefill's hidden states (pass
 ``prompt`` proxy) need a generic prompt in the model's own vocabulary (``prompt_ids``).
 
 After compression the cache has gaps: keep passing ``position_ids`` that continue from the
-original length, and an explicit mask (see :mod:`omnimem_ref.streaming.masks`).
+original length, and an explicit mask (see :mod:`omnimem_ref.masks`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from omnimem_ref.budget import Budget, parse_budget
+from omnimem_ref.core import TEXT, KVMemory, TokenMeta
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.model.modeling import TEXT
 from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
-from omnimem_ref.streaming.memory import KVMemory, TokenMeta
 
 
 def compress_text_cache(

@@ -20,17 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
+from omnimem_ref.core import TEXT, ChunkContext, KVMemory, StreamingModel, TokenMeta, cache_argument
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.model.modeling import TEXT, TinyOmniModel
-from omnimem_ref.model.tokenizer import PROMPT, encode, question_text
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
-from omnimem_ref.policies.full import FullMemory
-from omnimem_ref.streaming.masks import attention_mask, chunk_visibility
-from omnimem_ref.streaming.memory import KVMemory, TokenMeta, cache_argument
+from omnimem_ref.masks import attention_mask, chunk_visibility
+from omnimem_ref.policies.base import CompressionPolicy
 from omnimem_ref.streaming.stream import StreamInputs
 
 
@@ -67,8 +64,8 @@ class StreamingSession:
 
     def __init__(
         self,
-        model: TinyOmniModel,
-        tokenizer: Tokenizer,
+        model: StreamingModel,
+        tokenizer: Any,
         policy: CompressionPolicy | None = None,
         budget: int | None = None,
         steps_per_chunk: int = 1,
@@ -78,7 +75,8 @@ class StreamingSession:
             raise OmniMemError(f"The slack must be at least 0 and below 1, got {slack}.")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.policy = policy or FullMemory()
+        self.prompts = model.prompt_format(tokenizer)  # the model's own text conventions
+        self.policy = policy  # None: nothing is ever evicted
         self.steps_per_chunk = steps_per_chunk
         self.memory = KVMemory(model.config.text_config.num_hidden_layers)
         self.device = model.device  # token metadata lives beside the cache it describes
@@ -87,7 +85,7 @@ class StreamingSession:
         # (positions of the tokens appended, positions in memory per layer just before): enough to
         # replay this session's evictions as attention masks (see `replay_visibility`).
         self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
-        prompt = torch.tensor(encode(tokenizer, PROMPT), device=self.device)
+        prompt = torch.tensor(self.prompts.prompt_ids(), device=self.device)
         self.prefix_length = len(prompt)
         if budget is not None and budget < self.prefix_length:
             raise OmniMemError(
@@ -138,10 +136,12 @@ class StreamingSession:
         hidden_states = self._append(tokens, meta)
         prefilled = self._clock()
         peak = len(self.memory)
-        compressed = self.budget is not None and peak > self.budget
+        compressed = self.policy is not None and self.budget is not None and peak > self.budget
         if compressed:
-            assert self.budget is not None
-            context = ChunkContext(model, hidden_states[:-1], meta.position)
+            assert self.policy is not None
+            context = ChunkContext(
+                model, hidden_states[:-1], meta.position, question_ids=self._question_ids
+            )
             with torch.no_grad():
                 kept = self.policy.select(self.memory, self.compress_to(), context)
             self.memory.keep(kept)
@@ -158,6 +158,9 @@ class StreamingSession:
         )
         self.reports.append(report)
         return report
+
+    def _question_ids(self, question: str) -> torch.Tensor:
+        return torch.tensor(self.prompts.question_ids(question), device=self.device)
 
     def compress_to(self) -> int:
         """Rows per layer a compression keeps: ``(1 - slack) · budget``, never below the prompt."""
@@ -185,8 +188,8 @@ class StreamingSession:
     @torch.no_grad()
     def answer(self, question: str, options: Sequence[str]) -> Answer:
         """Score each option by the logit of its word after the question; memory is unchanged."""
-        ids = torch.tensor(encode(self.tokenizer, question_text(question)), device=self.device)
-        option_ids = torch.tensor([encode(self.tokenizer, option)[0] for option in options])
+        ids = self._question_ids(question)
+        option_ids = torch.tensor([self.prompts.option_id(option) for option in options])
         hidden_states = self._append(
             self.model.embed_text(ids), _text_meta(len(ids), self.next_position, self.device)
         )

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from omnimem_ref.core import AUDIO, VISUAL, TokenMeta
 from omnimem_ref.features import FeatureSpec, audio_tokens, frame_patches
-from omnimem_ref.model.modeling import AUDIO, VISUAL
-from omnimem_ref.streaming.memory import TokenMeta
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from omnimem_ref.masks import attention_mask
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.streaming.masks import attention_mask
 
 
 @dataclass

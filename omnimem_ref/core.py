@@ -1,9 +1,15 @@
-"""The KV memory: transformers' own ``DynamicCache`` plus what each cached token is.
+"""What every layer of the package shares: modality codes, token metadata, the KV memory, and
+what a policy is told about the chunk just written.
 
-Every layer may keep a different set of tokens, so the metadata (modality, time, patch index,
-original position) is stored per layer, as ``(layers, tokens)`` tensors kept in the same order as
-the cache's key/value rows. :meth:`KVMemory.keep` gathers both with the same indices; that single
-gather is what keeps a survival map truthful.
+Both :mod:`omnimem_ref.policies` and :mod:`omnimem_ref.streaming` import this module, and it
+imports nothing of theirs (nor of :mod:`omnimem_ref.model`): policies score a memory, the session
+fills one, and neither needs to know how the other works.
+
+The KV memory is transformers' own ``DynamicCache`` plus what each cached token is. Every layer may
+keep a different set of tokens, so the metadata (modality, time, patch index, original position) is
+stored per layer, as ``(layers, tokens)`` tensors kept in the same order as the cache's key/value
+rows. :meth:`KVMemory.keep` gathers both with the same indices; that single gather is what keeps a
+survival map truthful.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import inspect
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from omnimem_ref.model.modeling import MODALITY_NAMES, TEXT
+# What a token is: the prompt and questions are text; the stream is visual and audio tokens.
+TEXT, VISUAL, AUDIO = 0, 1, 2
+MODALITY_NAMES = ("text", "visual", "audio")
 
 
 @dataclass
@@ -199,3 +208,61 @@ class KVMemory:
             name: int((self.meta.modality == m).sum()) * per_token_per_layer
             for m, name in enumerate(MODALITY_NAMES)
         }
+
+
+# What the streaming session needs of a model (TinyOmni is the one in this package): ``.backbone``
+# (below), ``.device``, ``.config.text_config.num_hidden_layers``, ``embed_text(ids)``,
+# ``encode_visual(patches, seconds)``, ``encode_audio(windows, seconds)``,
+# ``interleave(visual, audio)``, ``answer_logits(hidden)`` and ``prompt_format(tokenizer)``
+# (a :class:`PromptFormat`).
+StreamingModel = Any
+
+# A transformers decoder stack (Qwen2Model, LlamaModel): ``.layers[l].self_attn``,
+# ``.layers[l].input_layernorm``, ``.rotary_emb``, ``.config``, ``.get_input_embeddings()``.
+Backbone = Any
+
+
+@dataclass
+class ChunkContext:
+    """What the session knows about the chunk it has just written to memory.
+
+    ``hidden_states[l]`` is the input of layer ``l`` for the chunk's tokens, shape
+    ``(1, chunk, hidden)``: policies that need queries (SnapKV-style windows, perturbation
+    scores) project them with the layer's own ``q_proj``.
+
+    ``model`` is a TinyOmni (whose ``.backbone`` is the decoder) or a plain transformers
+    ``*ForCausalLM`` (whose ``.model`` is). Prompt-based policies (StreamMem, OmniMem's ``prompt``
+    proxy) run a generic question as queries: ``question_ids(text)`` turns a question into token
+    ids in the model's vocabulary (the session supplies its model's); ``prompt_ids``, when given,
+    is used as the prompt whatever the question (a plain text decoder's own ids).
+    """
+
+    model: nn.Module
+    hidden_states: tuple[torch.Tensor, ...]
+    positions: torch.Tensor  # (chunk,) RoPE positions of the chunk's tokens
+    prompt_ids: torch.Tensor | None = None
+    question_ids: Callable[[str], torch.Tensor] | None = None
+
+    @property
+    def backbone(self) -> Backbone:
+        """The decoder stack that owns the cache: TinyOmni's ``.backbone``, a CausalLM's ``.model``."""
+        backbone = getattr(self.model, "backbone", None)
+        return backbone if backbone is not None else self.model.model
+
+    def next_position(self) -> int:
+        """The position a token appended right after this chunk would get."""
+        return int(self.positions[-1]) + 1
+
+
+class PromptFormat:
+    """How a model's text goes in and its answers come out (the session asks the model for one):
+    the prompt prefix written before the stream, a question's token ids, an option's token id."""
+
+    def prompt_ids(self) -> list[int]:
+        raise NotImplementedError
+
+    def question_ids(self, question: str) -> list[int]:
+        raise NotImplementedError
+
+    def option_id(self, option: str) -> int:
+        raise NotImplementedError
