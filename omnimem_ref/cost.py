@@ -34,7 +34,7 @@ import torch
 from tokenizers import Tokenizer
 
 from omnimem_ref.budget import Budget
-from omnimem_ref.features import FeatureSpec
+from omnimem_ref.features import FeatureSpec, stream_tokens
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer, prompt_length
@@ -62,7 +62,7 @@ class Shape:
 
 
 # ``tiny``: the shipped TinyOmni. The Qwen2.5-Omni shapes are their thinkers' text decoders with
-# DESIGN.md §1's token rate: 1-second steps of 256 visual + 25 audio tokens (280 per second).
+# docs/design.md §1's token rate: 1-second steps of 256 visual + 25 audio tokens (280 per second).
 SHAPES = {
     "tiny": Shape(4, 128, 4, 2, 256, grid=4, audio_tokens=2, step_seconds=2.0),
     "small": Shape(8, 512, 8, 2, 1408, grid=8, audio_tokens=6, step_seconds=1.0),
@@ -134,7 +134,7 @@ def plan_budget(
         steps = fill_steps(budget.tokens, prompt, tokens_per_step) + compressions * cycle
     elif steps is None:
         steps = DEFAULT_STEPS
-    return BudgetPlan(budget, budget.resolve(prompt + steps * tokens_per_step), steps)
+    return BudgetPlan(budget, budget.resolve(stream_tokens(prompt, steps, tokens_per_step)), steps)
 
 
 def random_model(
@@ -201,7 +201,7 @@ def measure_cost(
     """
     spec = model.config.feature_spec
     prompt = prompt_length(tokenizer)
-    per_step = spec.visual_tokens_per_step + spec.audio_tokens_per_step
+    per_step = spec.tokens_per_step
     sweep = [budgets] if isinstance(budgets, Budget) else list(budgets)
     plans = [plan_budget(b, prompt, per_step, steps, compressions, slack) for b in sweep]
     smallest = Budget(tokens=min(plan.tokens for plan in plans))

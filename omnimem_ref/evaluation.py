@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from omnimem_ref.budget import Budget
 from omnimem_ref.dataset import load_dataset
+from omnimem_ref.features import stream_tokens
 from omnimem_ref.media import load_clip
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import prompt_length
@@ -65,7 +66,9 @@ def evaluate(
     predictions, peak, too_big = [], 0, 0
     for clip_name in tqdm(clips, disable=not progress, desc=f"eval {policy}"):
         inputs = load_stream(model, data_dir, clip_name)
-        full_tokens = prompt_length(tokenizer) + inputs.n_steps * inputs.tokens_per_step
+        full_tokens = stream_tokens(
+            prompt_length(tokenizer), inputs.n_steps, inputs.tokens_per_step
+        )
         tokens = None if budget is None else budget.resolve(full_tokens)
         too_big += tokens is not None and tokens >= full_tokens
         session = StreamingSession(model, tokenizer, make_policy(policy), tokens)

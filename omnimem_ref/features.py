@@ -37,6 +37,11 @@ class FeatureSpec:
         return self.grid * self.grid
 
     @property
+    def tokens_per_step(self) -> int:
+        """Tokens one step adds to the stream: its frame's patches, then its audio tokens."""
+        return self.visual_tokens_per_step + self.audio_tokens_per_step
+
+    @property
     def patch_dim(self) -> int:
         side = self.frame_size // self.grid
         return side * side * 3
@@ -60,6 +65,15 @@ class FeatureSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def stream_tokens(prefix: int, n_steps: int, tokens_per_step: int) -> int:
+    """Tokens of a whole stream, i.e. the memory of ``full`` at its end: the prompt prefix
+    (``prefix`` tokens, e.g. :func:`~omnimem_ref.model.tokenizer.prompt_length`), then
+    ``n_steps`` steps of ``tokens_per_step`` tokens (:attr:`FeatureSpec.tokens_per_step`, or
+    :attr:`~omnimem_ref.streaming.stream.StreamInputs.tokens_per_step`). The one place this sum
+    is written; a budget given as a fraction is a fraction of it."""
+    return prefix + n_steps * tokens_per_step
 
 
 def resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Explicit 4D attention masks.
 
 After eviction, the cache has gaps, so neither transformers' implicit causal mask nor implicit
-positions can be trusted: the caller passes both (DESIGN.md §4). A mask here starts as booleans,
-``visible[query, key]``, and is handed to transformers as a ``(batch, 1, queries, keys)`` tensor,
-which it passes to the attention function untouched. SDPA takes booleans directly (True = may
-attend; several times faster on CPU than an additive float mask); the eager implementation adds
-the mask to the scores, so it gets ``0`` / dtype-minimum floats instead.
+positions can be trusted: the caller passes both (docs/design.md §4). A mask here starts as
+booleans, ``visible[query, key]``, and is handed to transformers as a ``(batch, 1, queries,
+keys)`` tensor, which it passes to the attention function untouched. SDPA takes booleans
+directly (True = may attend; several times faster on CPU than an additive float mask); the eager
+implementation adds the mask to the scores, so it gets ``0`` / dtype-minimum floats instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The streaming invariants of DESIGN.md §4, on a tiny random model."""
+"""The streaming invariants of docs/design.md §4, on a tiny random model."""
 
 from __future__ import annotations
 

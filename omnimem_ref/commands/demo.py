@@ -21,6 +21,7 @@ from omnimem_ref.commands import add_threads_argument, apply_threads
 from omnimem_ref.dataset import SAMPLES_DIR, load_dataset
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import read_stream
+from omnimem_ref.features import stream_tokens
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.plots import plot_memory
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
     model, tokenizer = load_model(args.checkpoint, args.adapter)
     clip_path = Path(args.clip)
     inputs = read_stream(model, clip_path)
-    full_tokens = prompt_length(tokenizer) + inputs.n_steps * inputs.tokens_per_step
+    full_tokens = stream_tokens(prompt_length(tokenizer), inputs.n_steps, inputs.tokens_per_step)
     tokens = budget.resolve(full_tokens) if budget is not None else None
     session = StreamingSession(model, tokenizer, policy, tokens)
     reports = session.stream(inputs)

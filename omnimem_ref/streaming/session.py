@@ -1,6 +1,6 @@
 """StreamingSession: feed a clip chunk by chunk, keep memory within budget, answer questions.
 
-The protocol (DESIGN.md §4):
+The protocol (docs/design.md §4):
 
 1. The prompt prefix is written to memory first.
 2. Each chunk (one or more 2-second steps: frame tokens, then audio tokens) is run through the

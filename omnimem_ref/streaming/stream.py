@@ -30,7 +30,7 @@ class StreamInputs:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.spec.visual_tokens_per_step + self.spec.audio_tokens_per_step
+        return self.spec.tokens_per_step
 
     @property
     def duration(self) -> float:

@@ -99,7 +99,7 @@ def make_batch(
         audio_t.append(a)
         questions.append(training_questions(scene, rng))
     ids, last, option_ids, valid, answer = _question_tensors(tokenizer, questions)
-    per_step = spec.visual_tokens_per_step + spec.audio_tokens_per_step
+    per_step = spec.tokens_per_step
     evidence = torch.zeros(batch_size, ids.shape[1], n_steps * per_step, dtype=torch.bool)
     for i, qs in enumerate(questions):
         for j, q in enumerate(qs):

@@ -1,6 +1,6 @@
 """Budget-aware LoRA fine-tuning: train the model to answer from the memory a policy keeps.
 
-DESIGN.md §2 stage 4, by the two-pass scheme:
+docs/design.md §5, by the two-pass scheme:
 
 1. **Select, without gradients.** Stream each training clip through a :class:`StreamingSession`
    with the policy at a budget drawn for this batch. The session records, for every token, what
@@ -197,7 +197,7 @@ def finetune(
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     spec = model.config.feature_spec
-    per_step = spec.visual_tokens_per_step + spec.audio_tokens_per_step
+    per_step = spec.tokens_per_step
     log: list[dict] = []
     window: dict[str, list[bool]] = {f: [] for f in FAMILIES}
     losses: list[float] = []
