@@ -7,6 +7,8 @@ Streams every validation clip under variants of ``omnimem`` that differ in one s
 5% and 10% of the stream, and prints accuracy with each variant's paired difference from the
 default (95% bootstrap interval over clips). The settings compared:
 
+- ``proxy``: no query (``uniform``), the chunk's last tokens (``tail``), a generic prompt
+  (``prompt``), or a mixture of two;
 - ``heads``: the exact change of the layer's output (``sum``, the definition) or the mean of the
   heads' own changes (``mean``, what this project first shipped);
 - ``compare_with``: the linear-time redundancy step (16) or the all-pairs reference (``None``);
@@ -31,10 +33,12 @@ from omnimem_ref.policies.composed import ComposedPolicy
 from omnimem_ref.stats import record_difference
 
 
-def variant(heads: str = "sum", compare_with: int | None = 16) -> Callable[[], CompressionPolicy]:
+def variant(
+    proxy: str = "uniform", heads: str = "sum", compare_with: int | None = 16
+) -> Callable[[], CompressionPolicy]:
     def make() -> CompressionPolicy:
         return ComposedPolicy(
-            PerturbationScorer("uniform", heads=heads),
+            PerturbationScorer(proxy, heads=heads),
             ScoreMass(),
             RedundancyAware(compare_with=compare_with),
         )
@@ -44,6 +48,10 @@ def variant(heads: str = "sum", compare_with: int | None = 16) -> Callable[[], C
 
 VARIANTS: dict[str, Callable[[], CompressionPolicy]] = {
     "omnimem": OmniMem,
+    "proxy=tail": variant(proxy="tail"),
+    "proxy=prompt": variant(proxy="prompt"),
+    "proxy=prompt+uniform": variant(proxy="prompt+uniform"),
+    "proxy=tail+uniform": variant(proxy="tail+uniform"),
     "heads=mean": variant(heads="mean"),
     "compare_with=None": variant(compare_with=None),
 }

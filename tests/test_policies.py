@@ -257,9 +257,11 @@ def test_every_policy_holds_the_budget_and_keeps_the_prompt(
 
 
 def test_full_memory_keeps_everything(model, tokenizer, stream):
-    session = StreamingSession(model, tokenizer, make_policy("full"), BUDGET)
+    session = StreamingSession(model, tokenizer, make_policy("full"))  # no budget: never asked
     session.stream(stream)
     assert len(session.memory) == 9 + stream.n_steps * stream.tokens_per_step
+    with pytest.raises(ValueError, match="cannot keep memory to 40 tokens"):
+        StreamingSession(model, tokenizer, make_policy("full"), BUDGET).stream(stream)
 
 
 def test_unknown_policy_lists_every_valid_name():

@@ -187,7 +187,7 @@ def test_report_prints_the_difference_table():
         "recent": "-25.0 [-25.0, -25.0]",
         "omnimem-no-alloc": "-25.0 [-25.0, -25.0]",
     }
-    assert "omnimem-no-alloc         25.0  -25.0 [-25.0, -25.0]" in text  # the ablation table
+    assert "omnimem-no-alloc (omnimem)           25.0  -25.0 [-25.0, -25.0]" in text  # ablations
     # Without omnimem there is nothing to take differences from.
     assert DIFFERENCE_TITLE not in report(result([record("recent", "0.1", QUARTER)]))
 
@@ -257,3 +257,19 @@ def test_compare_refuses_what_is_not_in_both(capsys, before_after, extra, messag
 def test_compare_missing_file_is_one_sentence(capsys, before_after, tmp_path):
     code, _, err = run_cli(capsys, "compare", str(before_after[0]), str(tmp_path / "none.json"))
     assert code == 2 and "No benchmark results at" in err and err.count("\n") == 1
+
+
+def test_each_ablation_is_compared_with_the_policy_it_differs_from_by_one_change():
+    """The attention-score ablation needs queries, so it is compared with omnimem-tail (the same
+    chunk-tail queries), not with omnimem (no queries): one change each."""
+    bench = result(
+        [
+            record("full", None, ALL_RIGHT),
+            record("omnimem", "0.1", ALL_RIGHT),
+            record("omnimem-tail", "0.1", HALF),
+            record("omnimem-no-perturb", "0.1", QUARTER),
+        ]
+    )
+    text = report(bench)
+    assert "omnimem-tail (omnimem)               50.0  -50.0 [-50.0, -50.0]" in text
+    assert "omnimem-no-perturb (omnimem-tail)    25.0  -25.0 [-25.0, -25.0]" in text

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from omnimem_ref.benchmark.records import FULL, BenchResult
+from omnimem_ref.policies import POLICIES
 from omnimem_ref.stats import Interval, record_difference
 from omnimem_ref.world import FAMILIES
 
@@ -142,26 +143,40 @@ def difference_table(result: BenchResult, base: str = "omnimem") -> str | None:
 
 
 def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
-    """``base`` and its ablations (``base-no-*``) per budget: accuracy (%) and the change from
-    ``base`` in points with its 95% paired bootstrap interval over clips; ``None`` if the run has
-    ``base`` without any ablation."""
-    ablations = [p for p in result.policies if p.startswith(f"{base}-no-")]
+    """``base`` and its ablations: accuracy (%) and the change in points, with its 95% paired
+    bootstrap interval over clips, from the policy each ablation differs from by exactly one
+    change (its ``compared_with``: ``omnimem``, or ``omnimem-tail`` for the attention score,
+    which needs queries); ``None`` if the run has ``base`` without any ablation."""
+    against = {p: _compared_with(p) for p in result.policies}
+    ablations = [p for p, other in against.items() if other is not None and p != base]
     if base not in result.policies or not ablations:
         return None
-    first, width = 24, 32  # cells: accuracy, then the change, left-aligned
-    header = f"{'policy':<{first}}" + "".join(f"{b:>5}".ljust(width) for b in result.budgets)
+    first, width = 36, 32  # cells: accuracy, then the change, left-aligned
+    header = f"{'policy (compared with)':<{first}}" + "".join(
+        f"{b:>5}".ljust(width) for b in result.budgets
+    )
     title = (
-        f"Ablations: accuracy (%) and change from {base} "
+        "Ablations: accuracy (%) and change from the policy each differs from by one change "
         "(points; 95% paired bootstrap interval over clips)"
     )
     lines = [title, header.rstrip(), "-" * len(header)]
     for policy in [base, *ablations]:
+        other = against.get(policy)
+        label = policy if other is None or policy == base else f"{policy} ({other})"
         cells = []
         for b in result.budgets:
-            change = "" if policy == base else _difference_cell(result, policy, b, base)
+            change = ""
+            if other is not None and policy != base:
+                change = _difference_cell(result, policy, b, other) if other in against else "–"
             cells.append(f"{100 * result.record(policy, b).accuracy:5.1f}  {change}")
-        lines.append((f"{policy:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
+        lines.append((f"{label:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
     return "\n".join(lines)
+
+
+def _compared_with(policy: str) -> str | None:
+    """The registered policy an ablation differs from by one change, if ``policy`` is one."""
+    factory = POLICIES.get(policy)
+    return getattr(factory, "compared_with", None)
 
 
 def notes(result: BenchResult) -> list[str]:

@@ -5,6 +5,10 @@ defaults. To build a variant, compose one in code (see :mod:`~omnimem_ref.polici
 
     from omnimem_ref.policies import ComposedPolicy, FixedShare, PerturbationScorer, top_k
     policy = ComposedPolicy(PerturbationScorer("tail"), FixedShare(rho=0.25), top_k)
+
+Every baseline is a scorer followed by ``keep_top`` (``ComposedPolicy(scorer)``), e.g.
+``ComposedPolicy(TwoStage(SnapKVScorer(), ValueNormScorer()))`` is CriticalKV's two stages with
+the plain value norm as the second score.
 """
 
 from __future__ import annotations
@@ -13,27 +17,38 @@ from collections.abc import Callable
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies.allocation import FixedShare, Proportional, ScoreMass
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
+from omnimem_ref.policies.base import (
+    BudgetAwareScorer,
+    ChunkContext,
+    CompressionPolicy,
+    Scorer,
+    force_keep,
+    free_slots,
+    keep_top,
+)
 from omnimem_ref.policies.composed import ComposedPolicy
-from omnimem_ref.policies.criticalkv import CriticalKV
+from omnimem_ref.policies.criticalkv import CriticalKV, ProjectedValueNorm
 from omnimem_ref.policies.full import FullMemory
-from omnimem_ref.policies.infinipot_v import InfiniPotV
-from omnimem_ref.policies.knorm import KeyNorm
+from omnimem_ref.policies.infinipot_v import InfiniPotV, InfiniPotVScorer
+from omnimem_ref.policies.knorm import KeyNorm, KeyNormScorer
 from omnimem_ref.policies.omnimem import (
     AttentionScorer,
     OmniMem,
     OmniMemNoAlloc,
     OmniMemNoPerturb,
     OmniMemNoRedundancy,
+    OmniMemTail,
+    OmniMemValueNorm,
 )
 from omnimem_ref.policies.perturbation import PerturbationScorer
-from omnimem_ref.policies.random_choice import RandomEviction
-from omnimem_ref.policies.recent import RecentWindow
+from omnimem_ref.policies.random_choice import RandomEviction, RandomScorer
+from omnimem_ref.policies.recent import RecencyScorer, RecentWindow
 from omnimem_ref.policies.selection import RedundancyAware, top_k
-from omnimem_ref.policies.snapkv import SnapKV
-from omnimem_ref.policies.streammem import StreamMem
+from omnimem_ref.policies.snapkv import SnapKV, SnapKVScorer
+from omnimem_ref.policies.streammem import PromptAttentionScorer, StreamMem
 from omnimem_ref.policies.text import compress_text_cache
-from omnimem_ref.policies.vnorm import ValueNorm
+from omnimem_ref.policies.two_stage import TwoStage
+from omnimem_ref.policies.vnorm import ValueNorm, ValueNormScorer
 
 POLICIES: dict[str, Callable[[], CompressionPolicy]] = {
     cls.name: cls
@@ -49,8 +64,10 @@ POLICIES: dict[str, Callable[[], CompressionPolicy]] = {
         InfiniPotV,
         OmniMem,
         OmniMemNoAlloc,
-        OmniMemNoPerturb,
         OmniMemNoRedundancy,
+        OmniMemValueNorm,
+        OmniMemTail,
+        OmniMemNoPerturb,
     )
 }
 
@@ -79,16 +96,29 @@ def parse_policies(text: str | None) -> list[str]:
 __all__ = [
     "POLICIES",
     "AttentionScorer",
+    "BudgetAwareScorer",
     "ChunkContext",
     "ComposedPolicy",
     "CompressionPolicy",
     "FixedShare",
+    "InfiniPotVScorer",
+    "KeyNormScorer",
     "OmniMem",
     "PerturbationScorer",
+    "ProjectedValueNorm",
+    "PromptAttentionScorer",
     "Proportional",
+    "RandomScorer",
+    "RecencyScorer",
     "RedundancyAware",
     "ScoreMass",
+    "Scorer",
+    "SnapKVScorer",
+    "TwoStage",
+    "ValueNormScorer",
     "compress_text_cache",
+    "force_keep",
+    "free_slots",
     "keep_top",
     "make_policy",
     "parse_policies",

@@ -7,23 +7,34 @@
     )
 
 Scoring comes first because the ``mass`` allocation divides the budget by score mass.
+
+Every baseline is the simplest composition, "score, then keep the top": ``ComposedPolicy(scorer)``
+(no allocation, ``top_k`` selection, i.e. :func:`~omnimem_ref.policies.base.keep_top`), in a thin
+subclass that sets its ``name`` and its paper's defaults. The scorer may be budget-aware
+(:class:`~omnimem_ref.policies.base.BudgetAwareScorer`); it is then told the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 
 from omnimem_ref.policies.allocation import Allocation, allocate
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
+from omnimem_ref.policies.base import (
+    AnyScorer,
+    BudgetAwareScorer,
+    ChunkContext,
+    CompressionPolicy,
+    Scorer,
+    run_scorer,
+)
 from omnimem_ref.policies.selection import Selection, top_k
 
 if TYPE_CHECKING:
     from omnimem_ref.core import KVMemory
 
-Scorer = Callable[["KVMemory", ChunkContext], torch.Tensor]
+__all__ = ["AnyScorer", "BudgetAwareScorer", "ComposedPolicy", "Scorer"]
 
 
 class ComposedPolicy(CompressionPolicy):
@@ -33,7 +44,7 @@ class ComposedPolicy(CompressionPolicy):
 
     def __init__(
         self,
-        scorer: Scorer,
+        scorer: AnyScorer,
         allocation: Allocation | None = None,
         selection: Selection = top_k,
     ) -> None:
@@ -42,7 +53,7 @@ class ComposedPolicy(CompressionPolicy):
         self.selection = selection
 
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        scores = self.scorer(memory, context)
+        scores = run_scorer(self.scorer, memory, context, budget)
         shares = None
         if self.allocation is not None:
             shares = allocate(self.allocation, memory, scores, budget)

@@ -1,13 +1,16 @@
 """``infinipot-v``: temporal redundancy plus value norm, applied whenever memory is full.
 
 Kim et al., "InfiniPot-V: Memory-Constrained KV Cache Compression for Streaming Video
-Understanding" (NeurIPS 2025). Query-agnostic, two criteria, each given part of the budget:
+Understanding" (NeurIPS 2025). Query-agnostic, two criteria, each given part of the free slots
+(``free``: the budget left after the protected prompt):
 
-- TaR (Temporal-axis Redundancy): the most recent frames (``query_ratio`` of the frames in memory)
-  are kept; an older patch token scores ``-mean_f cos(k_i, k_{f, same patch})`` over those recent
-  frames ``f``, so a patch that looks the same now as then is redundant and one that changed is
-  kept. TaR fills ``tar_ratio`` of the budget (recent frames included).
-- VaN (Value Norm): the rest of the budget goes to the highest value norms ``||v_i||₂``.
+- TaR (Temporal-axis Redundancy) gets ``n_tar = free - round((1 - tar_ratio) · free)`` slots. The
+  evictable visual tokens of the most recent frames (the newest ``query_ratio`` of the frames in
+  memory) are taken first, newest first; the slots left go to the older patch tokens with the
+  highest ``TaR_i = -mean_{f recent} cos(k_i, k_{f, patch(i)})`` (a patch that looks the same now
+  as then is redundant; one that changed is kept). These picks are force-kept.
+- VaN (Value Norm) gets the other ``round((1 - tar_ratio) · free)`` slots: the highest
+  ``||v_i||₂`` among the rest (any modality).
 
 Published defaults (the authors' code): ``tar_ratio`` 0.5, ``query_ratio`` 0.25, no pooling of
 the value norms. InfiniPot-V compresses when memory reaches its limit ``|M|``; here memory may
@@ -24,11 +27,14 @@ Per layer, with cosines and norms averaged over key/value heads (the code select
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from omnimem_ref.core import VISUAL, KVMemory
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, free_slots, keep_top
-from omnimem_ref.policies.selection import content_keys
+from omnimem_ref.policies.base import BudgetAwareScorer, ChunkContext, force_keep, free_slots
+from omnimem_ref.policies.composed import ComposedPolicy
+from omnimem_ref.policies.selection import best_first, content_keys
 from omnimem_ref.policies.vnorm import value_norm_scores
 
 
@@ -55,29 +61,46 @@ def temporal_redundancy(
     return -(cosine * same_patch).sum(1) / matches
 
 
-class InfiniPotV(CompressionPolicy):
+def tar_slots(free: int, tar_ratio: float) -> int:
+    """TaR's share of ``free`` slots: ``free - round((1 - tar_ratio) · free)`` (VaN gets the rest)."""
+    return free - round((1 - tar_ratio) * free)
+
+
+@dataclass
+class InfiniPotVScorer(BudgetAwareScorer):
+    """VaN scores ``||v_i||₂``, with TaR's picks (recent frames, then changed patches) force-kept."""
+
+    tar_ratio: float = 0.5
+    query_ratio: float = 0.25
+
+    def tar_picks(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
+        """(layers, tokens) booleans: the rows TaR keeps, ``tar_slots(free)`` of them at most."""
+        assert memory.meta is not None
+        visual = (memory.meta.modality == VISUAL) & ~memory.must_keep()
+        picks = torch.zeros_like(visual)
+        for layer, free in enumerate(free_slots(memory, budget).tolist()):
+            n_tar = tar_slots(max(free, 0), self.tar_ratio)
+            recent = recent_frames(memory, layer, self.query_ratio)
+            newest_first = memory.meta.position[layer].masked_fill(~recent, -1)
+            chosen = best_first(newest_first)[: min(n_tar, int(recent.sum()))]
+            older = visual[layer] & ~recent
+            left = min(n_tar - len(chosen), int(older.sum()))
+            if left > 0:
+                tar = temporal_redundancy(memory, context, layer, recent)
+                tar = tar.masked_fill(~older, float("-inf"))
+                chosen = torch.cat([chosen, best_first(tar)[:left]])
+            picks[layer, chosen] = True
+        return picks
+
+    def __call__(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
+        picks = self.tar_picks(memory, context, budget)
+        return force_keep(value_norm_scores(memory), picks)  # TaR's picks, then VaN
+
+
+class InfiniPotV(ComposedPolicy):
     """Keeps recent frames and changed patches (TaR), then high value norms (VaN)."""
 
     name = "infinipot-v"
 
     def __init__(self, tar_ratio: float = 0.5, query_ratio: float = 0.25) -> None:
-        self.tar_ratio = tar_ratio
-        self.query_ratio = query_ratio
-
-    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        assert memory.meta is not None
-        scores = value_norm_scores(memory)  # VaN
-        visual = (memory.meta.modality == VISUAL) & ~memory.must_keep()
-        for layer, free in enumerate(free_slots(memory, budget).tolist()):
-            tar_budget = free - round((1 - self.tar_ratio) * free)
-            recent = recent_frames(memory, layer, self.query_ratio)
-            newest_first = memory.meta.position[layer].masked_fill(~recent, -1)
-            chosen = newest_first.topk(min(tar_budget, int(recent.sum()))).indices
-            older = visual[layer] & ~recent
-            left = min(tar_budget - len(chosen), int(older.sum()))
-            if left > 0:
-                tar = temporal_redundancy(memory, context, layer, recent)
-                tar = tar.masked_fill(~older, float("-inf"))
-                chosen = torch.cat([chosen, tar.topk(left).indices])
-            scores[layer, chosen] = scores[layer].max() + 1  # TaR's picks before VaN's
-        return keep_top(scores, budget, memory)
+        super().__init__(InfiniPotVScorer(tar_ratio, query_ratio))

@@ -9,10 +9,10 @@ something new:
     adjusted_j = s_j · (1 - max_{i ranked above j, same group} d(cos(k_i, k_j))),
     d(c) = clamp((c - τ) / (1 - τ), 0, 1)
 
-then keeps the top ``k`` adjusted scores. ``τ = 0`` is DESIGN.md's ``s_j · (1 - max cos)₊``; a
+then keeps the top ``k`` adjusted scores. ``τ = 0`` is ``docs/design.md``'s ``s_j · (1 - max cos)₊``; a
 threshold ``τ`` discounts only keys that are nearly the same (cosine above ``τ``).
 
-DESIGN.md states it greedily: discount by the tokens *already taken*, one pick at a time. That is
+The design notes state it greedily: discount by the tokens *already taken*, one pick at a time. That is
 ``k`` sequential steps per pool and per layer, and it cost three times the model's own prefill on
 CPU (``omnimem bench``, previous version). Discounting by every better-scored token instead is one
 similarity matrix per layer (soft non-maximum suppression); the two differ only when a token that

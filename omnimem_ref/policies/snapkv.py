@@ -3,55 +3,100 @@
 Li et al., "SnapKV: LLM Knows What You are Looking for Before Generation" (NeurIPS 2024). The
 queries of the last ``window`` tokens vote for earlier tokens with their attention; the votes are
 smoothed with a 1D pooling along the sequence (so the neighbours of an important token come along,
-keeping local context intact), and the window itself is always kept.
+keeping local context intact), and the window itself is kept:
+
+    votes_i = mean_{q in window, h} a_{q,i}^h        (mean_attention of the window's queries)
+    s_i     = avg_pool1d(votes, kernel, stride 1, padding kernel // 2)_i
 
 Published defaults: observation window 32, pooling kernel 7, average pooling (the SnapKV repository
 initialises window 32, kernel 5; kvpress's ``SnapKVPress`` uses window 64, kernel 5; we take the
 paper's window and kernel). Votes are the mean attention over window queries (kvpress; SnapKV sums,
 which ranks the same).
 
-Here the "input" is each chunk: the window is the chunk's last ``window`` tokens, at most the whole
-chunk (18 tokens a step in TinyOmni), since only the chunk just written has hidden states. Per
-layer, not per head: votes are averaged over all query heads (kvpress averages within each GQA
-group and selects per key/value head; our memory keeps one token set per layer).
+**In a stream.** The "input" is each chunk: the window is the chunk's last ``w = min(window,
+chunk)`` tokens (18 tokens a step in TinyOmni), since only the chunk just written has hidden
+states. As in SnapKV, the earlier rows are pooled on their own (the window's votes never spill onto
+them); the window's rows are pooled among themselves, so each row has a score.
+
+**The window rule.** SnapKV keeps the whole window because its budgets (1024 to 4096 tokens) are
+32 to 128 times the window: the window is a small part of what is kept, and most of the budget
+goes to the votes. In a stream at a 5% budget the roles flip: about 11 free slots after the
+9-token prompt, fewer than the 18-token window, so keeping the window would fill every free slot
+with the last chunk, and SnapKV would be ``recent``. To keep the paper's relation (the window is
+kept, the votes choose most of the rest), the window may take at most half the free slots:
+
+    forced = min(window, chunk, free // 2)
+
+of the window's newest rows are force-kept (:func:`~omnimem_ref.policies.base.force_keep`); the
+rest of the window competes with every other row by its pooled votes. At SnapKV's own budgets
+(``free // 2 >= w``) this is exactly SnapKV. Per layer, not per head: votes are averaged over all
+query heads (kvpress averages within each GQA group and selects per key/value head; our memory
+keeps one token set per layer).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from omnimem_ref.core import KVMemory
 from omnimem_ref.policies.attention import mean_attention
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy, keep_top
+from omnimem_ref.policies.base import BudgetAwareScorer, ChunkContext, force_keep, free_slots
+from omnimem_ref.policies.composed import ComposedPolicy
 from omnimem_ref.policies.queries import chunk_tail
 
 
-def snapkv_scores(
-    memory: KVMemory, context: ChunkContext, window: int = 32, kernel: int = 7
-) -> torch.Tensor:
-    """(layers, tokens): pooled window votes; the window's own rows score above everything else.
+def pool_votes(votes: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(layers, n) -> (layers, n): ``avg_pool1d`` along the rows, stride 1, ``kernel // 2`` zeros
+    padded at each end (counted in the mean, as SnapKV and kvpress pool)."""
+    if votes.shape[1] == 0:
+        return votes
+    return F.avg_pool1d(votes.unsqueeze(1), kernel, stride=1, padding=kernel // 2).squeeze(1)
 
-    The chunk's tokens are memory's last rows (compression has not run yet), so the window is
-    ``[-w:]``.
+
+def window_votes(
+    memory: KVMemory, context: ChunkContext, window: int = 32, kernel: int = 7
+) -> tuple[torch.Tensor, int]:
+    """(layers, tokens) pooled votes and the window's length ``w``.
+
+    The chunk's tokens are memory's last rows (compression has not run yet), so the window is the
+    rows ``[-w:]``; the rows before it and the window are pooled separately.
     """
     proxies = chunk_tail(context, window)
     w = len(proxies[0].positions)
-    votes = mean_attention(memory, proxies)[:, :-w]  # mean over window queries and heads
-    pooled = F.avg_pool1d(votes.unsqueeze(1), kernel, stride=1, padding=kernel // 2).squeeze(1)
-    above_all = pooled.max(dim=1, keepdim=True).values + 1  # the window is always kept
-    return torch.cat([pooled, above_all.expand(-1, w)], dim=1)
+    votes = mean_attention(memory, proxies)  # mean over window queries and heads
+    pooled = [pool_votes(votes[:, :-w], kernel), pool_votes(votes[:, -w:], kernel)]
+    return torch.cat(pooled, dim=1), w
 
 
-class SnapKV(CompressionPolicy):
-    """Keeps the chunk-tail window and the tokens it attends to most (pooled)."""
+def newest_evictable(memory: KVMemory, last: int, counts: torch.Tensor) -> torch.Tensor:
+    """(layers, tokens) booleans: per layer ``l``, the ``counts[l]`` newest evictable rows among
+    memory's ``last`` rows."""
+    evictable = ~memory.must_keep()
+    in_tail = torch.arange(len(memory), device=evictable.device) >= len(memory) - last
+    from_end = evictable.flip(1).cumsum(dim=1).flip(1)  # evictable rows at or after each row
+    return evictable & in_tail & (from_end <= counts.unsqueeze(1))
+
+
+@dataclass
+class SnapKVScorer(BudgetAwareScorer):
+    """Pooled window votes, with ``min(w, free // 2)`` of the window's newest rows force-kept."""
+
+    window: int = 32
+    kernel: int = 7
+
+    def __call__(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
+        pooled, w = window_votes(memory, context, self.window, self.kernel)
+        forced = (free_slots(memory, budget) // 2).clamp(0, w)  # min(window, chunk, free // 2)
+        return force_keep(pooled, newest_evictable(memory, w, forced))
+
+
+class SnapKV(ComposedPolicy):
+    """Keeps the newest part of the chunk-tail window and the tokens it attends to most (pooled)."""
 
     name = "snapkv"
-    needs_hidden_states = True
 
     def __init__(self, window: int = 32, kernel: int = 7) -> None:
-        self.window = window
-        self.kernel = kernel
-
-    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        return keep_top(snapkv_scores(memory, context, self.window, self.kernel), budget, memory)
+        super().__init__(SnapKVScorer(window, kernel))

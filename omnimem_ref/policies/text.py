@@ -1,7 +1,7 @@
 """Compressing the KV cache of a plain transformers text decoder with any policy.
 
 So OmniMem and the baselines can be compared with other KV-compression libraries on the same cache
-(DESIGN.md §3): a ``LlamaForCausalLM`` or ``Qwen2ForCausalLM`` is prefilled with text, and the
+(``docs/design.md`` §3): a ``LlamaForCausalLM`` or ``Qwen2ForCausalLM`` is prefilled with text, and the
 same policy objects that compress a TinyOmni stream choose which rows of its ``DynamicCache`` stay.
 
 Every token is text and nothing is protected: there is no prompt prefix to keep, so a policy keeps
