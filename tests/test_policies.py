@@ -484,3 +484,12 @@ def test_scores_see_an_active_lora_adapter(tokenizer, stream):
     merged = peft_model.merge_and_unload()  # plain Linear layers holding base + B A
     assert torch.allclose(PerturbationScorer()(session.memory, context), adapted, atol=1e-5)
     assert merged is model
+
+
+def test_leave_one_out_scores_do_not_depend_on_the_query_blocks(model, last_chunk):
+    memory, context = last_chunk
+    proxy = chunk_tail(context, 32)[0]
+    for heads in ("sum", "mean"):
+        whole = leave_one_out_scores(memory, model.backbone, proxy, 0, heads)
+        one_by_one = leave_one_out_scores(memory, model.backbone, proxy, 0, heads, max_floats=1)
+        assert torch.allclose(whole, one_by_one, rtol=1e-5, atol=1e-8)

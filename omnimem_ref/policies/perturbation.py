@@ -101,13 +101,18 @@ def project_changes(changes: torch.Tensor, w_o: torch.Tensor, heads: str = "sum"
 
 
 def leave_one_out_scores(
-    memory: KVMemory, backbone: Backbone, proxy: ProxyQueries, layer: int, heads: str = "sum"
+    memory: KVMemory,
+    backbone: Backbone,
+    proxy: ProxyQueries,
+    layer: int,
+    heads: str = "sum",
+    max_floats: int = 2**24,
 ) -> torch.Tensor:
     """(tokens,): ``s_i`` of one layer for one set of proxy queries, by the definition.
 
     Attention of the proxy over memory (plus its own transient tokens), every token's change of
-    every head, ``o_proj`` applied: exactly what the module docstring says. One query at a time,
-    so memory stays O(heads · N · d) however many queries there are.
+    every head, ``o_proj`` applied: exactly what the module docstring says. Queries go in blocks
+    small enough that the changes, (heads, queries, N, d) floats, stay within ``max_floats``.
     """
     assert memory.meta is not None
     keys, values = memory.layer_keys(layer).float(), memory.layer_values(layer).float()
@@ -120,12 +125,14 @@ def leave_one_out_scores(
     logits = attention_logits(proxy.queries, proxy.positions, keys, positions)
     values = repeat_kv_heads(values, logits.shape[0])
     w_o = output_projection(backbone, layer)
+    n_heads, n_queries, _ = logits.shape
+    block = max(1, max_floats // (n_heads * len(memory) * values.shape[-1]))
     total = torch.zeros(len(memory), device=keys.device)
-    for q in range(logits.shape[1]):
-        changes = head_changes(logits[:, q : q + 1], values, len(memory))
-        norms = project_changes(changes, w_o, heads)  # (1, n) or (heads, 1, n)
-        total += norms.reshape(-1, len(memory)).mean(dim=0)
-    return total / logits.shape[1]
+    for start in range(0, n_queries, block):
+        changes = head_changes(logits[:, start : start + block], values, len(memory))
+        norms = project_changes(changes, w_o, heads)  # (q, n), or (heads, q, n) for "mean"
+        total += norms.sum(dim=-2) if heads == "sum" else norms.mean(dim=0).sum(dim=0)
+    return total / n_queries
 
 
 def whitened_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
