@@ -1,4 +1,4 @@
-"""OmniMem stage 1: split each layer's budget across modalities before choosing tokens.
+"""OmniMem step 2 of 3: split each layer's budget across modalities before choosing tokens.
 
 A modality-blind top-k lets the modality with the most tokens win: visual tokens outnumber audio
 ones about 10:1, so audio starves. An allocation decides how many of a layer's free slots (the
@@ -93,7 +93,7 @@ class FixedShare:
 class ScoreMass:
     """OmniMem's default: ``B_m = floor_m + (B - Σ floor) · M_m / Σ M``.
 
-    ``M_m`` is the total score of modality ``m`` (stage 2): a modality gets room in proportion to
+    ``M_m`` is the total score of modality ``m`` (step 1): a modality gets room in proportion to
     how much output change its tokens carry, not to how many tokens it has. ``floor_m`` is
     ``floor`` of the free slots (capped by what the modality holds) so that no modality present
     in memory is starved when its scores happen to be small.

@@ -1,9 +1,9 @@
 """A policy assembled from parts: scoring, then modality allocation, then selection.
 
     policy = ComposedPolicy(
-        scorer=PerturbationScorer(proxy="uniform"),  # stage 2: (layers, tokens) scores
-        allocation=ScoreMass(floor=0.1),              # stage 1: shares per modality (None: global)
-        selection=RedundancyAware(),                  # stage 3: which tokens fill each share
+        scorer=PerturbationScorer(proxy="uniform"),  # step 1: (layers, tokens) scores
+        allocation=ScoreMass(floor=0.1),              # step 2: shares per modality (None: global)
+        selection=RedundancyAware(),                  # step 3: which tokens fill each share
     )
 
 Scoring comes first because the ``mass`` allocation divides the budget by score mass.

@@ -1,4 +1,4 @@
-"""OmniMem stage 2: score each cached token by how far the layer's output would move without it.
+"""OmniMem step 1 of 3: score each cached token by how far the layer's output would move without it.
 
 **Definition.** A proxy query ``q`` attends in head ``h`` with weights ``a_qi`` and outputs
 ``o_q = Σ_j a_qj v_j``. Evicting token ``i`` removes it from every head of the layer at once

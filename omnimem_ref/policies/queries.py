@@ -1,7 +1,7 @@
 """Proxy queries: what stands in, while the clip plays, for the question nobody has asked yet.
 
 Attention-based scores need queries, and a streaming compressor does not know the question.
-Three stand-ins (``docs/design.md`` §2, stage 2):
+Three stand-ins (``docs/design.md`` §2, step 1):
 
 - ``tail``: the queries of the last ``w`` tokens of the chunk just written (SnapKV's observation
   window, moved to the end of each chunk);

@@ -1,4 +1,4 @@
-"""OmniMem stage 3: choose the tokens that fill each modality's share.
+"""OmniMem step 3 of 3: choose the tokens that fill each modality's share.
 
 ``top_k`` takes the best-scoring tokens of each share. ``RedundancyAware`` first discounts a
 candidate whose key nearly repeats that of a better-scored token from the same group (the same
