@@ -1,0 +1,79 @@
+"""The README's quoted numbers are the committed results files' numbers.
+
+Each table the README quotes from a results file is read back here and compared, row by row, with
+the file: a re-run that changes a number must change the README too (and the other way round).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from omnimem_ref.benchmark import load_result
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def table_after(heading: str) -> list[list[str]]:
+    """The cells of the rows of the first Markdown table after ``heading`` (its header and rule
+    dropped; ``heading`` may be the header line itself)."""
+    assert heading in README, f"the README has no {heading!r}"
+    block: list[str] = []
+    for line in README.split(heading, 1)[1].splitlines():
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            break
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in block]
+    cells = [row for row in cells if not all(re.fullmatch(r":?-+:?", c) for c in row)]
+    return cells if heading.startswith("|") else cells[1:]  # a heading that is not the header
+
+
+def number(cell: str) -> float:
+    return float(re.match(r"[+-]?[\d.]+", cell.replace(",", "")).group())
+
+
+def test_benchmark_table_matches_the_committed_benchmark():
+    result = load_result(ROOT / "results" / "bench_default.json")
+    rows = table_after("### Measured: every policy at 5%, 10% and 20% of the stream")
+    budgets = result.budgets
+    assert {row[0].split(" (")[0] for row in rows} >= {"omnimem", *result.policies} - {"full"}
+    for row in rows:
+        policy = row[0].split(" (")[0]
+        for budget, cell in zip(budgets, row[1 : 1 + len(budgets)], strict=True):
+            expected = 100 * result.record(policy, budget).accuracy
+            assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
+
+
+def test_fine_tuning_table_matches_the_committed_runs():
+    without = load_result(ROOT / "results" / "finetune_omnimem_without.json")
+    with_adapter = load_result(ROOT / "results" / "finetune_omnimem_with.json")
+    rows = table_after("| policy @ budget | without adapter | with the shipped adapter |")
+    assert rows
+    for row in rows:
+        if row[0].startswith("full"):
+            continue
+        policy, budget = (part.strip() for part in row[0].split("@"))
+        fraction = str(float(budget.rstrip("%")) / 100)
+        for cell, result in ((row[1], without), (row[2], with_adapter)):
+            expected = 100 * result.record(policy, fraction).accuracy
+            assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
+
+
+def test_cost_sweep_table_matches_the_committed_sweep():
+    records = json.loads((ROOT / "results" / "cost_sweep_small.json").read_text())["records"]
+    by = {(r["policy"], r["budget_tokens"]): r for r in records}
+    rows = table_after("| budget (tokens per layer) | prefill / chunk |")
+    for row in rows:
+        budget = int(number(row[0]))
+        for policy, cell in zip(
+            ("vnorm", "omnimem-no-redundancy", "omnimem"), row[2:5], strict=True
+        ):
+            ms = by[policy, budget]["compress_ms_per_compression"]
+            share = 100 * by[policy, budget]["compress_per_prefill"]
+            assert number(cell) == pytest.approx(ms, rel=0.05, abs=0.5), (policy, budget, cell)
+            assert f"({share:.1f}%)" in cell, (policy, budget, cell)
