@@ -15,7 +15,7 @@ BIN = $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 STAMP = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest nbval clean-venv
+.PHONY: demo test lint typecheck pytest nbval wheel-demo clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,17 @@ pytest: $(STAMP)
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 notebooks
 
-test: lint typecheck pytest nbval
+# Installed from a wheel (not editable, run outside the checkout), `omnimem demo` with no
+# arguments must still work: the package carries its checkpoint and regenerates the sample clips.
+WHEEL_DIR = build/wheel
+wheel-demo: $(STAMP)
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -q . -w $(WHEEL_DIR)
+	$(BIN)/python -m pip install --no-deps -q --target $(WHEEL_DIR)/site $(WHEEL_DIR)/*.whl
+	cd $(WHEEL_DIR) && PYTHONPATH=$(abspath $(WHEEL_DIR))/site OMNIMEM_CACHE=$(abspath $(WHEEL_DIR))/cache \
+		$(abspath $(BIN))/python -c "import omnimem_ref, sys; assert 'site' in omnimem_ref.__file__, omnimem_ref.__file__; from omnimem_ref.cli import main; sys.exit(main(['demo', '--out', 'outputs']))"
+
+test: lint typecheck pytest nbval wheel-demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,6 +23,7 @@ import os
 import secrets
 import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,32 @@ from omnimem_ref.world.scene import check_scene_parameters
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different clips
 # The four bundled sample clips (in a source checkout or an editable install).
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data_samples" / "tiny"
+# How they were made (data_samples/README.md): regenerated from this recipe where they are absent.
+SAMPLES_RECIPE: dict[str, Any] = {"n": 4, "seed": 7, "duration": 36.0}
 DURATION_RANGE = (30.0, 60.0)  # seconds, when no duration is given
 FPS = 8
 FRAME_SIZE = 128
 SAMPLE_RATE = 16000
+
+
+def sample_clips_dir() -> Path:
+    """The folder of the four sample clips.
+
+    In a source checkout (or an editable install) they are the bundled ``data_samples/tiny``.
+    A plain ``pip install`` of the package has no ``data_samples/`` beside it, so the first call
+    generates the same four clips from :data:`SAMPLES_RECIPE` into a cache folder
+    (``$OMNIMEM_CACHE``, default ``~/.cache/omnimem-ref``), a few seconds, and later calls reuse
+    them. Generation writes into a hidden folder renamed into place, so an interrupted first run
+    leaves nothing half-written.
+    """
+    if (SAMPLES_DIR / "questions.json").is_file():
+        return SAMPLES_DIR
+    cache = Path(os.environ.get("OMNIMEM_CACHE", Path.home() / ".cache" / "omnimem-ref"))
+    samples = cache / "samples" / "tiny"
+    if not (samples / "questions.json").is_file():
+        print(f"(no bundled samples here: generating them once into {samples})", file=sys.stderr)
+        generate_dataset(samples, progress=False, overwrite=samples.is_dir(), **SAMPLES_RECIPE)
+    return samples
 
 
 def clip_name(i: int) -> str:

@@ -118,3 +118,21 @@ def test_demo_warns_on_clip_longer_than_trained(
         code, out, _ = run_cli(capsys, *argv, "--out", str(tmp_path))
     assert code == 0 and "correct" in out
     assert list(tmp_path.glob("*.png"))
+
+
+def test_demo_without_bundled_samples_generates_them_once(capsys, monkeypatch, tmp_path):
+    """Installed from a wheel there is no data_samples/ beside the package: `omnimem demo` with no
+    arguments generates the four sample clips once (the bundled recipe) and answers them."""
+    from omnimem_ref import dataset
+
+    monkeypatch.setattr(dataset, "SAMPLES_DIR", tmp_path / "not-installed")
+    monkeypatch.setenv("OMNIMEM_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) in (0, None)
+    out = capsys.readouterr()
+    samples = tmp_path / "cache" / "samples" / "tiny"
+    assert "generating them once" in out.err
+    assert sorted(p.name for p in samples.glob("*.mp4")) == [f"clip_000{i}.mp4" for i in range(4)]
+    assert "clip_0000.mp4: 36 s" in out.out and "correct" in out.out
+    assert (tmp_path / "out" / "clip_0000_omnimem_memory.png").is_file()
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) in (0, None)  # reuses them
+    assert "generating" not in capsys.readouterr().err

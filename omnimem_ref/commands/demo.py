@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.commands import add_threads_argument, apply_threads
-from omnimem_ref.dataset import SAMPLES_DIR, load_dataset
+from omnimem_ref.dataset import load_dataset, sample_clips_dir
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import read_stream
 from omnimem_ref.features import stream_tokens
@@ -28,12 +28,12 @@ from omnimem_ref.plots import plot_memory
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 
-SAMPLE_CLIP = SAMPLES_DIR / "clip_0000.mp4"
+SAMPLE_CLIP = "clip_0000.mp4"  # of the sample clips (`dataset.sample_clips_dir`)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--clip", default=str(SAMPLE_CLIP), help="an .mp4 (default: a bundled sample)"
+        "--clip", help="an .mp4 (default: the first sample clip, generated once if not bundled)"
     )
     parser.add_argument("--policy", default="omnimem", help="compression policy (default omnimem)")
     parser.add_argument(
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     policy = make_policy(args.policy)
     budget = parse_budget(args.budget) if args.policy != "full" else None
     model, tokenizer = load_model(args.checkpoint, args.adapter)
-    clip_path = Path(args.clip)
+    clip_path = Path(args.clip) if args.clip else sample_clips_dir() / SAMPLE_CLIP
     inputs = read_stream(model, clip_path)
     full_tokens = stream_tokens(prompt_length(tokenizer), inputs.n_steps, inputs.tokens_per_step)
     tokens = budget.resolve(full_tokens) if budget is not None else None
