@@ -9,7 +9,8 @@ import pytest
 
 from omnimem_ref.dataset import generate_dataset, load_dataset
 from omnimem_ref.model.tokenizer import build_tokenizer
-from tests.model_fixtures import tiny_model, tiny_stream
+from omnimem_ref.streaming.session import StreamingSession
+from tests.model_fixtures import Recorder, tiny_model, tiny_stream
 
 SMALL_SEED = 11
 SMALL_DURATION = 24.0  # long enough for objects two steps long, short enough to be quick
@@ -49,3 +50,13 @@ def trained():
     from omnimem_ref.model.checkpoint import load_model
 
     return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def last_chunk(model, tokenizer, stream):
+    """(memory, context) with the whole 16-second stream (9 + 8 x 18 = 153 rows) in memory, as
+    the final chunk's compression saw them."""
+    recorder = Recorder()
+    full_length = 9 + stream.n_steps * stream.tokens_per_step
+    StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
+    return recorder.memory, recorder.context

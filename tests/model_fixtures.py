@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
+from omnimem_ref.core import ChunkContext, KVMemory
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer
+from omnimem_ref.policies.base import CompressionPolicy
+from omnimem_ref.policies.recent import RecentWindow
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import render_frame, render_waveform, sample_scene
 
@@ -29,3 +34,13 @@ def tiny_stream(seconds: float = 16.0, seed: int = 0) -> StreamInputs:
     scene = sample_scene(np.random.default_rng(seed), seconds, 2, 2)
     frames = np.stack([render_frame(scene, t) for t in spec.frame_times(seconds)])
     return StreamInputs.from_arrays(frames, render_waveform(scene, spec.sample_rate), spec)
+
+
+class Recorder(CompressionPolicy):
+    """Keeps the newest tokens; remembers memory and context as the last compression saw them."""
+
+    name = "recorder"
+
+    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
+        self.memory, self.context = copy.deepcopy(memory), context
+        return RecentWindow().select(memory, budget, context)

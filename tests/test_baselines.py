@@ -6,7 +6,6 @@ the free slots, the first stage's size, the formula of a score, the tie rule.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -23,7 +22,7 @@ from omnimem_ref.policies import (
     keep_top,
     make_policy,
 )
-from omnimem_ref.policies.base import BudgetAwareScorer, ChunkContext, CompressionPolicy
+from omnimem_ref.policies.base import BudgetAwareScorer, ChunkContext
 from omnimem_ref.policies.criticalkv import CriticalKV, ProjectedValueNorm
 from omnimem_ref.policies.infinipot_v import InfiniPotV, InfiniPotVScorer, recent_frames
 from omnimem_ref.policies.projection import output_projection
@@ -33,7 +32,6 @@ from omnimem_ref.policies.recent import RecencyScorer, RecentWindow
 from omnimem_ref.policies.selection import content_keys
 from omnimem_ref.policies.snapkv import SnapKV
 from omnimem_ref.policies.streammem import PromptAttentionScorer, StreamMem
-from omnimem_ref.streaming.session import StreamingSession
 
 PROMPT = 9  # TinyOmni's prompt prefix, always kept
 NO_CONTEXT = ChunkContext(torch.nn.Module(), (), torch.tensor([0]))  # for scorers that need none
@@ -78,26 +76,6 @@ def scaled_rows(norms: list[float], n_layers: int = 2, heads: int = 2, d: int = 
 
 def kept_rows(kept: torch.Tensor) -> list[set[int]]:
     return [set(row.tolist()) for row in kept]
-
-
-class Recorder(CompressionPolicy):
-    """Keeps the newest tokens; remembers memory and context as the last compression saw them."""
-
-    name = "recorder"
-
-    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        self.memory, self.context = copy.deepcopy(memory), context
-        return RecentWindow().select(memory, budget, context)
-
-
-@pytest.fixture(scope="module")
-def last_chunk(model, tokenizer, stream):
-    """(memory, context) with the whole 16-second stream (9 + 8 x 18 = 153 rows) in memory, at
-    the final chunk's compression."""
-    recorder = Recorder()
-    full_length = PROMPT + stream.n_steps * stream.tokens_per_step
-    StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
-    return recorder.memory, recorder.context
 
 
 # The shared selection: keep_top, force_keep and the tie rule

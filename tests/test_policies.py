@@ -19,7 +19,7 @@ from omnimem_ref.policies.allocation import (
     water_fill,
 )
 from omnimem_ref.policies.attention import attend, proxy_attention
-from omnimem_ref.policies.base import ChunkContext, CompressionPolicy
+from omnimem_ref.policies.base import ChunkContext
 from omnimem_ref.policies.oracle import head_output_change, layer_output_change
 from omnimem_ref.policies.perturbation import (
     PerturbationScorer,
@@ -34,32 +34,12 @@ from omnimem_ref.policies.queries import (
     chunk_tail,
     generic_prompt,
 )
-from omnimem_ref.policies.recent import RecentWindow
 from omnimem_ref.policies.selection import RedundancyAware, content_keys, distinct_top_k, top_k
 from omnimem_ref.streaming.oracle import answer_kl_oracle
 from omnimem_ref.streaming.session import StreamingSession
-from tests.model_fixtures import OPTIONS, QUESTION, tiny_stream
+from tests.model_fixtures import OPTIONS, QUESTION, Recorder, tiny_stream
 
 BUDGET = 40
-
-
-class Recorder(CompressionPolicy):
-    """Keeps the newest tokens, and remembers memory and context as the last compression saw them."""
-
-    name = "recorder"
-
-    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        self.memory, self.context = copy.deepcopy(memory), context
-        return RecentWindow().select(memory, budget, context)
-
-
-@pytest.fixture(scope="module")
-def last_chunk(model, tokenizer, stream):
-    """(memory, context) with the whole stream in memory, at the final chunk's compression."""
-    recorder = Recorder()
-    full_length = 9 + stream.n_steps * stream.tokens_per_step
-    StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
-    return recorder.memory, recorder.context
 
 
 def proxies_of(kind, memory, context):
