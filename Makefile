@@ -15,7 +15,7 @@ BIN = $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 STAMP = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest nbval wheel-demo clean-venv
+.PHONY: demo notebooks test lint typecheck pytest nbval wheel-demo clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/omnimem demo
+
+notebooks: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check omnimem_ref tests notebooks

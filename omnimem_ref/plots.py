@@ -264,13 +264,35 @@ def budget_axis(records: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[s
     return [order.index(r["budget"]) for r in records], [budget_label(b) for b in order]
 
 
+BASELINE_COLOURS = dict(
+    zip(
+        ("recent", "random", "snapkv", "knorm", "vnorm", "criticalkv", "streammem", "infinipot-v"),
+        [sns.color_palette("tab10")[i] for i in (0, 1, 2, 3, 4, 5, 6, 9)],  # no grey: ablations
+        strict=True,
+    )
+)
+
+
+def policy_style(name: str) -> dict[str, Any]:
+    """Line style by family: OmniMem thick black, its ablations dashed greys, baselines in
+    distinct colours (so unrelated policies never look related)."""
+    if name == "omnimem":
+        return {"color": "black", "lw": 2.6, "marker": "o", "zorder": 5}
+    if name.startswith("omnimem-"):
+        shade = 0.35 + 0.1 * (sum(map(ord, name)) % 5)  # a stable grey per ablation
+        return {"color": str(shade), "ls": "--", "lw": 1.4, "marker": "s", "ms": 4}
+    colour = BASELINE_COLOURS.get(name, sns.color_palette("tab10")[8])
+    return {"color": colour, "lw": 1.6, "marker": "o", "ms": 5}
+
+
 def plot_accuracy_vs_budget(
     records: Sequence[Any],
     ax: Axes | None = None,
     policies: Sequence[str] | None = None,
     family: str | None = None,
 ) -> Axes:
-    """Accuracy against budget, one line per policy; ``full`` as a dashed horizontal line.
+    """Accuracy against budget, one line per policy (styled by :func:`policy_style`); ``full``
+    as a dashed horizontal line and chance (one option in four) as a dotted one.
 
     ``records``: :class:`~omnimem_ref.benchmark.BenchRecord` objects or their JSON dicts.
     ``family``: plot one question family's accuracy instead of the overall one.
@@ -295,25 +317,16 @@ def plot_accuracy_vs_budget(
                 "policy": [r["policy"] for r in budgeted],
             }
         )
-        names = list(dict.fromkeys(frame["policy"]))
-        palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
-        sns.lineplot(
-            frame,
-            x="budget",
-            y="accuracy (%)",
-            hue="policy",
-            hue_order=names,
-            palette=palette,
-            marker="o",
-            ax=ax,
-            errorbar=None,
-        )
+        for name in dict.fromkeys(frame["policy"]):
+            part = frame[frame["policy"] == name]
+            ax.plot(part["budget"], part["accuracy (%)"], label=name, **policy_style(name))
         ax.set_xticks(range(len(ticks)), ticks)
         ax.set_xlabel("memory budget (KV tokens per layer, or % of the full stream)")
     for full in (r for r in rows if r["budget"] is None):
         value = accuracy(full)
         if value is not None:
             ax.axhline(value, color="black", ls="--", lw=1.2, label="full (upper bound)")
+    ax.axhline(25, color="grey", ls=":", lw=1, label="chance (1 of 4 options)")
     ax.set_ylabel("accuracy (%)" if family is None else f"{family} accuracy (%)")
     ax.legend(fontsize=8, loc="best")
     return ax
