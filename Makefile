@@ -15,7 +15,7 @@ BIN = $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 STAMP = $(VENV)/.installed
 
-.PHONY: demo notebooks test lint typecheck pytest nbval wheel-demo clean-venv
+.PHONY: demo notebooks notebook-outputs test lint typecheck pytest nbval wheel-demo clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ demo: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# Re-execute every notebook top to bottom and save its outputs, so GitHub shows the figures.
+# (Sliders cannot render there: with OMNIMEM_STATIC set, notebooks draw static views instead.)
+notebook-outputs: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+		OMNIMEM_STATIC=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check omnimem_ref tests notebooks
