@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -195,8 +194,7 @@ def measure_cost(
     """Stream ``clips`` random clips under each policy at each budget (one budget, or a sweep),
     after one short warm-up clip per policy; one record per policy x budget, policy by policy.
 
-    ``steps``, ``compressions`` and ``slack``: see :func:`plan_budget`; ``slack`` is passed to
-    the session only when it is not 0. ``on_record`` is called as each record is done (long
+    ``steps``, ``compressions`` and ``slack``: see :func:`plan_budget`. ``on_record`` is called as each record is done (long
     sweeps report progress through it).
     """
     spec = model.config.feature_spec
@@ -232,9 +230,7 @@ def stream_clip(
     """One random clip of ``plan.steps`` steps through a fresh session; its per-chunk reports."""
     dtype = next(model.parameters()).dtype
     inputs = random_stream(model.config.feature_spec, plan.steps, seed=seed, dtype=dtype)
-    # Only a non-zero slack is passed, so this runs on sessions that predate the keyword.
-    options: dict[str, Any] = {"slack": slack} if slack else {}
-    session = StreamingSession(model, tokenizer, make_policy(policy), plan.tokens, **options)
+    session = StreamingSession(model, tokenizer, make_policy(policy), plan.tokens, slack=slack)
     return session.stream(inputs)
 
 

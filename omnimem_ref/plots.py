@@ -18,6 +18,7 @@ from omnimem_ref.budget import parse_budget
 from omnimem_ref.core import KVMemory
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES, TEXT, VISUAL
+from omnimem_ref.policies.omnimem import ABLATIONS
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 
@@ -273,14 +274,18 @@ BASELINE_COLOURS = dict(
 )
 
 
+# OmniMem's ablations, in a fixed order, each a different grey (darker first).
+ABLATION_GREYS = {cls.name: f"{0.2 + 0.12 * i:.2f}" for i, cls in enumerate(ABLATIONS)}
+
+
 def policy_style(name: str) -> dict[str, Any]:
     """Line style by family: OmniMem thick black, its ablations dashed greys, baselines in
     distinct colours (so unrelated policies never look related)."""
     if name == "omnimem":
         return {"color": "black", "lw": 2.6, "marker": "o", "zorder": 5}
     if name.startswith("omnimem-"):
-        shade = 0.35 + 0.1 * (sum(map(ord, name)) % 5)  # a stable grey per ablation
-        return {"color": str(shade), "ls": "--", "lw": 1.4, "marker": "s", "ms": 4}
+        grey = ABLATION_GREYS.get(name, "0.5")
+        return {"color": grey, "ls": "--", "lw": 1.4, "marker": "s", "ms": 4}
     colour = BASELINE_COLOURS.get(name, sns.color_palette("tab10")[8])
     return {"color": colour, "lw": 1.6, "marker": "o", "ms": 5}
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from omnimem_ref import cli
 from omnimem_ref.benchmark import (
     BenchResult,
     load_result,
@@ -20,6 +19,7 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.policies import POLICIES
 from omnimem_ref.training.train_tiny import save_checkpoint
+from tests.cli_runner import run_cli
 from tests.model_fixtures import tiny_model
 
 CHUNK = 18  # tokens per 2-second step: 16 patches + 2 audio tokens
@@ -42,12 +42,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(tiny_model(), out, {"note": "test"})
     return out
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_bench_writes_every_policy_and_budget(capsys, checkpoint, small_dataset, tmp_path):

@@ -15,6 +15,7 @@ from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.training.train_tiny import save_checkpoint
+from tests.cli_runner import run_cli
 from tests.model_fixtures import tiny_model, tiny_stream
 
 
@@ -52,12 +53,6 @@ def test_missing_or_corrupt_checkpoint_is_one_sentence(checkpoint: Path, tmp_pat
     (other / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
     with pytest.raises(OmniMemError, match="not TinyOmni"):
         load_model(other)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from omnimem_ref.policies.allocation import (
     allocate,
     water_fill,
 )
-from omnimem_ref.policies.attention import attend, proxy_attention
+from omnimem_ref.policies.attention import attend, proxy_attention, visible_keys
 from omnimem_ref.policies.base import ChunkContext
 from omnimem_ref.policies.oracle import head_output_change, layer_output_change
 from omnimem_ref.policies.perturbation import (
@@ -34,7 +34,13 @@ from omnimem_ref.policies.queries import (
     chunk_tail,
     generic_prompt,
 )
-from omnimem_ref.policies.selection import RedundancyAware, content_keys, distinct_top_k, top_k
+from omnimem_ref.policies.selection import (
+    RedundancyAware,
+    content_keys,
+    distinct_top_k,
+    flat_content_keys,
+    top_k,
+)
 from omnimem_ref.streaming.oracle import answer_kl_oracle
 from omnimem_ref.streaming.session import StreamingSession
 from tests.model_fixtures import OPTIONS, QUESTION, Recorder, tiny_stream
@@ -79,20 +85,6 @@ def test_generic_prompt_leaves_memory_unchanged(last_chunk):
         assert torch.equal(memory.layer_keys(layer), before[layer])
 
 
-def _all_keys_of(memory, layer, proxy):
-    """Memory's keys, values and positions of ``layer``, plus the proxy's transient tokens."""
-    keys, vals, positions = (
-        memory.layer_keys(layer),
-        memory.layer_values(layer),
-        memory.meta.position[layer],
-    )
-    if proxy.extra_keys is not None:  # the prompt's own tokens stay; only memory is evicted
-        keys = torch.cat([keys, proxy.extra_keys], dim=1)
-        vals = torch.cat([vals, proxy.extra_values], dim=1)
-        positions = torch.cat([positions, proxy.extra_positions])
-    return keys, vals, positions
-
-
 @pytest.mark.parametrize("kind", ["tail", "prompt"])
 def test_leave_one_out_score_is_the_layer_output_change_of_brute_force_eviction(
     model, last_chunk, kind
@@ -102,7 +94,7 @@ def test_leave_one_out_score_is_the_layer_output_change_of_brute_force_eviction(
     memory, context = last_chunk
     n = len(memory)
     for layer, proxy in enumerate(proxies_of(kind, memory, context)):
-        keys, vals, positions = _all_keys_of(memory, layer, proxy)
+        keys, vals, positions = visible_keys(memory, layer, proxy)
         w_o = output_projection(model.backbone, layer)
         brute = layer_output_change(proxy.queries, proxy.positions, keys, vals, positions, w_o, n)
         score = leave_one_out_scores(memory, model.backbone, proxy, layer, "sum")
@@ -134,7 +126,7 @@ def test_uniform_fast_path_equals_the_definition_and_brute_force(model, last_chu
         direct = leave_one_out_scores(memory, model.backbone, zero, layer, heads)
         assert torch.allclose(fast[layer], direct, rtol=1e-4, atol=1e-7)
         if heads == "sum":
-            keys, vals, positions = _all_keys_of(memory, layer, zero)
+            keys, vals, positions = visible_keys(memory, layer, zero)
             w_o = output_projection(model.backbone, layer)
             brute = layer_output_change(zero.queries, zero.positions, keys, vals, positions, w_o)
             assert torch.allclose(fast[layer].double(), brute[0], rtol=1e-4, atol=1e-7)
@@ -149,7 +141,7 @@ def test_sum_over_heads_is_not_the_mean_of_head_norms(model, last_chunk):
 
 
 def _float32_equals_float64_brute_force(memory, backbone, proxy, layer):
-    keys, vals, positions = _all_keys_of(memory, layer, proxy)
+    keys, vals, positions = visible_keys(memory, layer, proxy)
     w_o = output_projection(backbone, layer)
     n = len(memory)
     reference = layer_output_change(
@@ -341,7 +333,7 @@ def test_batched_redundancy_selection_equals_one_pool_at_a_time(model, last_chun
     budget = len(memory) // 4
     shares = allocate(ScoreMass(), memory, scores, budget)
     kept = RedundancyAware()(scores, memory, context, shares, budget)
-    keys = content_keys(memory, model.backbone).transpose(1, 2).flatten(2)
+    keys = flat_content_keys(memory, model.backbone)
     meta = memory.meta
     groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
     for layer in range(memory.n_layers):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnimem_ref import cli
 from omnimem_ref.benchmark import BenchRecord, BenchResult, report, write_json
 from omnimem_ref.stats import Interval, paired_bootstrap, record_difference
+from tests.cli_runner import run_cli
 
 CLIPS, PER_CLIP = 20, 4
 CLUSTERS = [f"clip_{c:02d}" for c in range(CLIPS) for _ in range(PER_CLIP)]
@@ -198,12 +198,6 @@ def test_report_without_predictions_prints_a_dash():
     text = report(result([record("omnimem", "0.1", HALF), old]))
     table = difference_rows(text)
     assert [line.split() for line in table] == [["recent", "–"]]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

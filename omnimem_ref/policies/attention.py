@@ -58,19 +58,28 @@ def attend(
     return weights, weights @ values  # o_q = Σ_j a_qj v_j
 
 
+def visible_keys(
+    memory: KVMemory, layer: int, proxy: ProxyQueries
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keys, values (kv_heads, n, d, float32) and positions (n,) that ``proxy``'s queries see in
+    ``layer``: memory's rows first, then any transient tokens the proxy carries."""
+    assert memory.meta is not None
+    keys, values = memory.layer_keys(layer).float(), memory.layer_values(layer).float()
+    positions = memory.meta.position[layer]
+    if proxy.extra_keys is not None:
+        assert proxy.extra_values is not None and proxy.extra_positions is not None
+        keys = torch.cat([keys, proxy.extra_keys], dim=1)
+        values = torch.cat([values, proxy.extra_values], dim=1)
+        positions = torch.cat([positions, proxy.extra_positions])
+    return keys, values, positions
+
+
 def proxy_attention(
     memory: KVMemory, layer: int, proxy: ProxyQueries, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of ``proxy``'s queries on each memory row of ``layer`` (heads, q, tokens), and their
     outputs (heads, q, d), which also include any transient tokens the proxy carries."""
-    assert memory.meta is not None
-    keys, values = memory.layer_keys(layer), memory.layer_values(layer)
-    positions = memory.meta.position[layer]
-    if proxy.extra_keys is not None:
-        assert proxy.extra_values is not None and proxy.extra_positions is not None
-        keys = torch.cat([keys.float(), proxy.extra_keys], dim=1)
-        values = torch.cat([values.float(), proxy.extra_values], dim=1)
-        positions = torch.cat([positions, proxy.extra_positions])
+    keys, values, positions = visible_keys(memory, layer, proxy)
     weights, output = attend(proxy.queries, proxy.positions, keys, values, positions, dtype)
     return weights[..., : len(memory)], output
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from omnimem_ref.policies.attention import attention_logits, repeat_kv_heads
+from omnimem_ref.policies.attention import attention_logits, repeat_kv_heads, visible_keys
 from omnimem_ref.policies.projection import (
     grouped_square_roots,
     head_square_roots,
@@ -114,14 +114,7 @@ def leave_one_out_scores(
     every head, ``o_proj`` applied: exactly what the module docstring says. Queries go in blocks
     small enough that the changes, (heads, queries, N, d) floats, stay within ``max_floats``.
     """
-    assert memory.meta is not None
-    keys, values = memory.layer_keys(layer).float(), memory.layer_values(layer).float()
-    positions = memory.meta.position[layer]
-    if proxy.extra_keys is not None:
-        assert proxy.extra_values is not None and proxy.extra_positions is not None
-        keys = torch.cat([keys, proxy.extra_keys], dim=1)
-        values = torch.cat([values, proxy.extra_values], dim=1)
-        positions = torch.cat([positions, proxy.extra_positions])
+    keys, values, positions = visible_keys(memory, layer, proxy)
     logits = attention_logits(proxy.queries, proxy.positions, keys, positions)
     values = repeat_kv_heads(values, logits.shape[0])
     w_o = output_projection(backbone, layer)

@@ -112,7 +112,7 @@ class RedundancyAware:
             pools, shares = single_pool(memory), free_slots(memory, budget).unsqueeze(1)
         else:
             pools = modality_pools(memory)
-        keys = content_keys(memory, context.backbone).transpose(1, 2).flatten(2)  # (L, N, h*d)
+        keys = flat_content_keys(memory, context.backbone)  # (L, N, h*d), RoPE undone
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
         batches = [slice(None)] if self.compare_with is not None else layer_batches(memory)
@@ -236,9 +236,10 @@ def distinct_top_k(
     return redundancy_adjusted(scores, centred, groups, threshold).topk(k).indices
 
 
-def content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, kv_heads, tokens, head_dim): the keys with their rotary position undone,
-    computed once per token and kept with memory."""
+def flat_content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
+    """(layers, tokens, kv_heads * head_dim): each token's keys with their rotary position undone,
+    every key/value head side by side (what redundancy compares), computed once per token and
+    kept with memory in this layout, so no compression copies it."""
     assert memory.meta is not None
     meta = memory.meta
 
@@ -246,9 +247,16 @@ def content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         keys = memory.all_keys(start).float()  # (layers, kv_heads, new tokens, d)
         cos, sin = backbone.rotary_emb(keys, meta.position[:, start:])  # one row per layer
         cos, sin = cos.float().unsqueeze(1), sin.float().unsqueeze(1)
-        return keys * cos - rotate_half(keys) * sin  # R(-θ) R(θ) k = k
+        unrotated = keys * cos - rotate_half(keys) * sin  # R(-θ) R(θ) k = k
+        return unrotated.transpose(1, 2).flatten(2).unsqueeze(1)  # (layers, 1, new, h * d)
 
-    return memory.per_token("selection.content_keys", compute)
+    return memory.per_token("selection.content_keys", compute)[:, 0]
+
+
+def content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
+    """(layers, kv_heads, tokens, head_dim): :func:`flat_content_keys` head by head (a view)."""
+    flat = flat_content_keys(memory, backbone)
+    return flat.unflatten(-1, (-1, memory.layer_keys(0).shape[-1])).transpose(1, 2)
 
 
 def modality_pools(memory: KVMemory) -> torch.Tensor:
