@@ -24,8 +24,8 @@ from omnimem_ref.policies.oracle import head_output_change, layer_output_change
 from omnimem_ref.policies.perturbation import (
     PerturbationScorer,
     leave_one_out_scores,
+    projected_values,
     uniform_scores,
-    whitened_values,
 )
 from omnimem_ref.policies.projection import output_projection, output_projection_slices
 from omnimem_ref.policies.queries import (
@@ -185,17 +185,17 @@ def test_float32_scores_survive_fully_saturated_heads(model, last_chunk):
         assert peak > 1 - 1e-7
 
 
-def test_cached_whitened_values_follow_evictions(model, tokenizer, stream):
+def test_cached_projected_values_follow_evictions(model, tokenizer, stream):
     """The per-token stores are gathered with the cache: after many evictions they still equal a
     fresh computation for the rows memory now holds."""
     session = StreamingSession(model, tokenizer, make_policy("omnimem"), budget=BUDGET)
     session.stream(stream)
     memory = session.memory
-    stored = {"w": whitened_values(memory, model.backbone)}
+    stored = {"w": projected_values(memory, model.backbone)}
     stored["keys"] = content_keys(memory, model.backbone)
     fresh = KVMemory(memory.n_layers)
     fresh.cache, fresh.meta = memory.cache, memory.meta
-    assert torch.allclose(stored["w"], whitened_values(fresh, model.backbone), atol=1e-6)
+    assert torch.allclose(stored["w"], projected_values(fresh, model.backbone), atol=1e-6)
     assert torch.allclose(stored["keys"], content_keys(fresh, model.backbone), atol=1e-6)
 
 
@@ -203,14 +203,14 @@ def test_per_token_store_is_redone_when_kept_rows_were_never_computed(model, tok
     session = StreamingSession(model, tokenizer)
     session.feed(stream, range(0, 2))
     memory = session.memory
-    whitened_values(memory, model.backbone)  # the store now covers the rows so far
+    projected_values(memory, model.backbone)  # the store now covers the rows so far
     session.feed(stream, range(2, 3))  # a chunk the store has not seen
     n = len(memory)
     memory.keep(torch.arange(n - 12, n).expand(memory.n_layers, -1))  # keeps rows of that chunk
     fresh = KVMemory(memory.n_layers)
     fresh.cache, fresh.meta = memory.cache, memory.meta
-    expected = whitened_values(fresh, model.backbone)
-    assert torch.allclose(whitened_values(memory, model.backbone), expected, atol=1e-6)
+    expected = projected_values(fresh, model.backbone)
+    assert torch.allclose(projected_values(memory, model.backbone), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", [name for name in POLICIES if name != "full"])

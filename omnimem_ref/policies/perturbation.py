@@ -128,9 +128,10 @@ def leave_one_out_scores(
     return total / n_queries
 
 
-def whitened_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, 1, tokens, kv_heads * d): ``w_i = R̃ v_i``, computed once per token and kept
-    with memory (the same number of floats as the values themselves)."""
+def projected_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
+    """(layers, 1, tokens, kv_heads * d): ``w_i = R̃ v_i``, each token's values as the output
+    projection sees them (``||w_i − w_j|| = ||W̃ (v_i − v_j)||``), in ``kv_heads * d`` numbers
+    instead of ``hidden``; computed once per token and kept with memory."""
     roots = grouped_square_roots(backbone)  # (layers, k, k), k = kv_heads * d
 
     def compute(start: int) -> torch.Tensor:
@@ -139,7 +140,7 @@ def whitened_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         return (stacked @ roots.transpose(1, 2)).unsqueeze(1)  # R̃ v_i
 
     version = projection_version(backbone)
-    return memory.per_token("perturbation.whitened_values", compute, version)
+    return memory.per_token("perturbation.projected_values", compute, version)
 
 
 def uniform_scores(memory: KVMemory, backbone: Backbone, heads: str = "sum") -> torch.Tensor:
@@ -151,7 +152,7 @@ def uniform_scores(memory: KVMemory, backbone: Backbone, heads: str = "sum") -> 
     """
     n = len(memory)
     if heads == "sum":
-        w = whitened_values(memory, backbone)[:, 0]  # (layers, n, k)
+        w = projected_values(memory, backbone)[:, 0]  # (layers, n, k)
         return (w - w.mean(dim=1, keepdim=True)).norm(dim=-1) / max(n - 1, 1)
     values = memory.all_values().float()  # (layers, kv_heads, n, d)
     roots = head_square_roots(backbone)  # (layers, heads, d, d)
