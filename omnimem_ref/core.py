@@ -10,12 +10,21 @@ keep a different set of tokens, so the metadata (modality, time, patch index, or
 stored per layer, as ``(layers, tokens)`` tensors kept in the same order as the cache's key/value
 rows. :meth:`KVMemory.keep` gathers both with the same indices; that single gather is what keeps a
 survival map truthful.
+
+**Units: one token set per layer, or per key/value head.** A *unit* is what holds one set of
+tokens. Layer-wise (the default) a unit is a layer: every key/value head of the layer keeps the same
+tokens. Head-wise (``units_per_layer = kv_heads``, as SnapKV and kvpress select) a unit is one
+key/value head of one layer, and row ``i`` of head ``g`` may be a different token from row ``i`` of
+head ``g'``. Every head still holds the same number of rows, so the cache keeps one length per
+layer and the session's masks and positions work unchanged. Metadata, protected rows, scores and
+kept indices are all ``(units, tokens)``: unit ``u`` is head ``u % units_per_layer`` of layer
+``u // units_per_layer`` (layer ``u`` itself, layer-wise).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
@@ -58,11 +67,20 @@ def _cache_keyword(forward: Callable) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-class KVMemory:
-    """A ``DynamicCache`` with per-layer token metadata aligned row for row."""
+def mean_per_unit(x: torch.Tensor, units: int) -> torch.Tensor:
+    """(..., heads, n) -> (..., units, n): a per-head quantity averaged over the heads that share a
+    unit (``heads`` a multiple of ``units``: key/value heads, or query heads, which GQA groups)."""
+    if units == 1:
+        return x.mean(dim=-2, keepdim=True)
+    return x.unflatten(-2, (units, -1)).mean(dim=-2)
 
-    def __init__(self, n_layers: int) -> None:
+
+class KVMemory:
+    """A ``DynamicCache`` with per-unit token metadata aligned row for row (see "Units" above)."""
+
+    def __init__(self, n_layers: int, units_per_layer: int = 1) -> None:
         self.n_layers = n_layers
+        self.units_per_layer = units_per_layer  # 1: layer-wise; kv_heads: head-wise
         self.cache = DynamicCache()
         self.meta: TokenMeta | None = None
         # Modalities no policy may evict: the prompt prefix. A plain text decoder's cache, where
@@ -78,12 +96,30 @@ class KVMemory:
     def __len__(self) -> int:
         return 0 if self.meta is None else len(self.meta)
 
+    @property
+    def n_units(self) -> int:
+        """Token sets held: one per layer, or one per key/value head of each layer."""
+        return self.n_layers * self.units_per_layer
+
+    @property
+    def head_wise(self) -> bool:
+        return self.units_per_layer > 1
+
+    def units_of(self, layer: int) -> slice:
+        """The rows of ``(units, ...)`` tensors that belong to ``layer``."""
+        return slice(layer * self.units_per_layer, (layer + 1) * self.units_per_layer)
+
+    def per_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """(layers, heads, n) per-head quantities -> (units, n): averaged over the heads of each
+        unit (all heads, layer-wise)."""
+        return mean_per_unit(x, self.units_per_layer).flatten(0, 1)
+
     def _layers(self) -> list[DynamicLayer]:
         return self.cache.layers  # type: ignore[return-value]  # always DynamicLayer here
 
     def record(self, new: TokenMeta) -> None:
         """Note the metadata of tokens the backbone has just appended to the cache."""
-        per_layer = new.map(lambda x: x.unsqueeze(0).expand(self.n_layers, -1))
+        per_layer = new.map(lambda x: x.unsqueeze(0).expand(self.n_units, -1))
         if self.meta is None:
             self.meta = per_layer.map(lambda x: x.clone())
         else:
@@ -98,23 +134,25 @@ class KVMemory:
         self.check_aligned()
 
     def keep(self, indices: torch.Tensor) -> None:
-        """Keep rows ``indices[layer]`` (ascending) of every layer; evict the rest."""
-        if indices.shape[0] != self.n_layers:
-            raise ValueError(f"expected kept indices for {self.n_layers} layers")
+        """Keep rows ``indices[unit]`` (ascending) of every unit; evict the rest."""
+        if indices.shape[0] != self.n_units:
+            raise ValueError(f"expected kept indices for {self.n_units} units")
         assert self.meta is not None
-        for layer, kept in zip(self._layers(), indices, strict=True):
+        per_layer = indices.view(self.n_layers, self.units_per_layer, -1)
+        for layer, kept in zip(self._layers(), per_layer, strict=True):
             assert layer.keys is not None and layer.values is not None
-            layer.keys = layer.keys[:, :, kept]
-            layer.values = layer.values[:, :, kept]
+            if self.units_per_layer == 1:  # every head keeps the same rows
+                layer.keys, layer.values = layer.keys[:, :, kept[0]], layer.values[:, :, kept[0]]
+            else:  # (batch, kv_heads, n, d): each head its own rows
+                layer.keys = _gather_rows(layer.keys, kept.unsqueeze(0))
+                layer.values = _gather_rows(layer.values, kept.unsqueeze(0))
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
         self._must_keep = None
         for name, rows in list(self._per_token.items()):
             if int(indices[:, -1].max()) >= rows.shape[2]:
                 del self._per_token[name]  # some kept rows were never computed: redo when asked
                 continue
-            index = indices.view(self.n_layers, 1, -1, *[1] * (rows.dim() - 3))
-            index = index.expand(-1, rows.shape[1], -1, *rows.shape[3:])  # rows' shape, k tokens
-            self._per_token[name] = rows.gather(2, index)
+            self._per_token[name] = _gather_rows(rows, per_layer)
         self.check_aligned()
 
     def drop_last(self, n: int) -> None:
@@ -141,6 +179,9 @@ class KVMemory:
         self, name: str, compute: Callable[[int], torch.Tensor], version: Hashable = None
     ) -> torch.Tensor:
         """A tensor (layers, heads, tokens, ...) derived from the cache, computed once per token.
+
+        ``heads`` is 1 (one entry per token of a layer-wise memory) or a multiple of the units per
+        layer (key/value heads, or query heads): :meth:`keep` gathers each head by its unit's rows.
 
         ``compute(start)`` returns the rows ``start:`` of every layer (the tokens that entered
         memory since the last call); earlier rows come from the store, which :meth:`keep` gathers
@@ -169,10 +210,16 @@ class KVMemory:
                 raise AssertionError("per-token tensors and token metadata are out of step")
 
     def layer_keys(self, layer: int) -> torch.Tensor:
-        """(kv_heads, tokens, head_dim) keys of one layer (RoPE already applied)."""
+        """(kv_heads, tokens, head_dim) keys of one layer (RoPE already applied; head-wise, each
+        head's rows are its own tokens)."""
         keys = self._layers()[layer].keys
         assert keys is not None
         return keys[0]
+
+    def layer_positions(self, layer: int) -> torch.Tensor:
+        """(units_per_layer, tokens) original positions of ``layer``'s rows, per unit."""
+        assert self.meta is not None
+        return self.meta.position[self.units_of(layer)]
 
     def layer_values(self, layer: int) -> torch.Tensor:
         """(kv_heads, tokens, head_dim) values of one layer."""
@@ -190,11 +237,11 @@ class KVMemory:
         return torch.stack([self.layer_values(i)[:, start:] for i in range(self.n_layers)])
 
     def tokens_by_modality(self) -> dict[str, float]:
-        """Tokens held per modality, averaged over layers."""
+        """Tokens held per modality, averaged over units (layers, or heads of layers)."""
         if self.meta is None:
             return {name: 0.0 for name in MODALITY_NAMES}
         return {
-            name: float((self.meta.modality == m).sum()) / self.n_layers
+            name: float((self.meta.modality == m).sum()) / self.n_units
             for m, name in enumerate(MODALITY_NAMES)
         }
 
@@ -203,23 +250,116 @@ class KVMemory:
         if self.meta is None or not self.cache.layers:
             return {name: 0 for name in MODALITY_NAMES}
         keys = self.layer_keys(0)
-        per_token_per_layer = 2 * keys.shape[0] * keys.shape[-1] * keys.element_size()
+        heads_per_unit = keys.shape[0] // self.units_per_layer
+        per_token_per_unit = 2 * heads_per_unit * keys.shape[-1] * keys.element_size()
         return {
-            name: int((self.meta.modality == m).sum()) * per_token_per_layer
+            name: int((self.meta.modality == m).sum()) * per_token_per_unit
             for m, name in enumerate(MODALITY_NAMES)
         }
 
 
-# What the streaming session needs of a model (TinyOmni is the one in this package): ``.backbone``
-# (below), ``.device``, ``.config.text_config.num_hidden_layers``, ``embed_text(ids)``,
-# ``encode_visual(patches, seconds)``, ``encode_audio(windows, seconds)``,
-# ``interleave(visual, audio)``, ``answer_logits(hidden)`` and ``prompt_format(tokenizer)``
-# (a :class:`PromptFormat`).
+def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Each head's rows, chosen by its unit's indices.
+
+    ``rows`` (*lead, heads, n, *trail); ``kept`` (*lead, units, k) -> (*lead, heads, k, *trail).
+    Layer-wise (one unit) every head takes the same rows; head-wise, ``heads`` is a multiple of the
+    units (key/value heads, or the query heads of their groups) and each takes its unit's rows.
+    """
+    lead = kept.dim() - 2
+    heads, units, trail = rows.shape[lead], kept.shape[-2], rows.shape[lead + 2 :]
+    if units == 1:
+        index = kept.expand(*kept.shape[:-2], heads, -1)
+    elif heads % units == 0:
+        index = kept.repeat_interleave(heads // units, dim=lead)
+    else:
+        raise ValueError(f"{heads} heads cannot follow {units} token sets per layer")
+    index = index.view(*index.shape, *[1] * len(trail)).expand(*index.shape, *trail)
+    return rows.gather(lead + 1, index)
+
+
+# The boundary between the streaming session and a model (docs/qwen2_5_omni.md). TinyOmni
+# (``omnimem_ref.model``) and Qwen2.5-Omni's thinker (``omnimem_ref.model.qwen_omni``) are its two
+# implementations.
+#
+# A model supplies: ``.backbone`` (below), ``.device``, ``.config.text_config.num_hidden_layers``,
+# ``prompt_format(tokenizer)`` (a :class:`PromptFormat`), ``embed_text(ids)`` -> (n, hidden),
+# ``answer_logits(hidden)`` -> vocabulary logits and, where text is not numbered 1, 2, 3, … by
+# plain RoPE, ``text_positions(ids, start)`` -> (rows, n) (default :func:`plain_text_positions`).
+# Its stream (what it made of a clip) supplies ``n_steps``, ``step_seconds`` and
+# ``chunk(model, steps, first_position, origin)`` -> :class:`Chunk`: embeddings, token metadata
+# and rotary positions of those steps.
+#
+# What policies read of a model: ``backbone.layers[l]`` (``q_proj``, ``o_proj``, the layer norm,
+# head counts) and ``backbone.rotary_emb`` at the rotary positions memory keeps beside each row
+# (:func:`rotary_positions`). That pair is the whole positional hook: plain RoPE has one row,
+# TMRoPE three, and the model's own rotary embedding knows what its rows mean.
 StreamingModel = Any
 
 # A transformers decoder stack (Qwen2Model, LlamaModel): ``.layers[l].self_attn``,
 # ``.layers[l].input_layernorm``, ``.rotary_emb``, ``.config``, ``.get_input_embeddings()``.
 Backbone = Any
+
+
+@dataclass
+class Chunk:
+    """One chunk of a stream as the backbone takes it (what a model's stream supplies).
+
+    ``embeddings`` (n, hidden). ``meta.position`` is each token's place in the sequence (prompt,
+    stream, question: 0, 1, 2, …, never renumbered after eviction); it orders tokens and indexes
+    replayed masks. ``rotary`` (rows, n) is what the rotary embedding sees: one row equal to
+    ``meta.position`` for plain RoPE; three rows (time, height, width) for Qwen2.5-Omni's TMRoPE,
+    where time advances 25 per second of the clip however many tokens a second holds.
+    """
+
+    embeddings: torch.Tensor
+    meta: TokenMeta
+    rotary: torch.Tensor
+
+
+def plain_text_positions(ids: torch.Tensor, start: int) -> torch.Tensor:
+    """(1, n): plain RoPE numbers text ``start``, ``start + 1``, … ."""
+    return (start + torch.arange(len(ids), device=ids.device)).unsqueeze(0)
+
+
+def rotary_position_ids(rotary: torch.Tensor) -> torch.Tensor:
+    """Rotary positions (rows, batch, n) as a backbone's ``position_ids`` and ``rotary_emb`` take
+    them: (batch, n) for one row (plain RoPE); (3, batch, n) for TMRoPE, whose rotary embedding
+    (transformers' ``Qwen2_5OmniRotaryEmbedding``) reads row ``s`` for frequency section ``s``."""
+    return rotary[0] if rotary.shape[0] == 1 else rotary
+
+
+ROTARY_STORE = "core.rotary_positions"
+
+
+def record_rotary(memory: KVMemory, rotary: torch.Tensor) -> None:
+    """Keep the rotary positions (rows, n) of the ``n`` tokens just recorded beside their rows.
+
+    They live in memory's per-token store, so :meth:`KVMemory.keep` gathers them with the cache and
+    :meth:`KVMemory.drop_last` crops them: a row's rotation can always be undone.
+    """
+    first = len(memory) - rotary.shape[-1]
+
+    def compute(start: int) -> torch.Tensor:
+        if start != first:
+            raise AssertionError("rotary positions must be recorded with every token")
+        per_row = rotary.transpose(0, 1)  # (n, rows)
+        return per_row.expand(memory.n_layers, memory.units_per_layer, -1, -1)
+
+    memory.per_token(ROTARY_STORE, compute)
+
+
+def rotary_positions(memory: KVMemory) -> torch.Tensor:
+    """(rows, units, tokens): the rotary positions of memory's rows, per unit like
+    ``meta.position``. A memory filled without them (a plain text cache) is at plain positions."""
+    assert memory.meta is not None
+    meta = memory.meta
+
+    def plain(start: int) -> torch.Tensor:
+        position = meta.position[:, start:]
+        return position.reshape(memory.n_layers, memory.units_per_layer, -1, 1)
+
+    stored = memory.per_token(ROTARY_STORE, plain)  # (layers, units per layer, tokens, rows)
+    return stored.permute(3, 0, 1, 2).flatten(1, 2)
 
 
 @dataclass
@@ -235,13 +375,19 @@ class ChunkContext:
     proxy) run a generic question as queries: ``question_ids(text)`` turns a question into token
     ids in the model's vocabulary (the session supplies its model's); ``prompt_ids``, when given,
     is used as the prompt whatever the question (a plain text decoder's own ids).
+
+    ``rotary`` (rows, chunk) are the chunk's rotary positions (``None``: ``positions``, plain
+    RoPE) and ``text_positions(ids, start)`` the model's rule for text (``None``: plain), so
+    queries are rotated where the model itself would rotate them (:meth:`text_rotary`).
     """
 
     model: nn.Module
     hidden_states: tuple[torch.Tensor, ...]
-    positions: torch.Tensor  # (chunk,) RoPE positions of the chunk's tokens
+    positions: torch.Tensor  # (chunk,) sequence positions of the chunk's tokens
     prompt_ids: torch.Tensor | None = None
     question_ids: Callable[[str], torch.Tensor] | None = None
+    rotary: torch.Tensor | None = None
+    text_positions: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
     @property
     def backbone(self) -> Backbone:
@@ -252,6 +398,16 @@ class ChunkContext:
     def next_position(self) -> int:
         """The position a token appended right after this chunk would get."""
         return int(self.positions[-1]) + 1
+
+    def chunk_rotary(self) -> torch.Tensor:
+        """(rows, chunk) rotary positions of the chunk's tokens."""
+        return self.positions.unsqueeze(0) if self.rotary is None else self.rotary
+
+    def text_rotary(self, ids: torch.Tensor) -> torch.Tensor:
+        """(rows, n) rotary positions of text appended right after this chunk: from the chunk's
+        largest rotary position plus one (as ``get_rope_index`` continues after a video)."""
+        start = int(self.chunk_rotary().max()) + 1
+        return (self.text_positions or plain_text_positions)(ids, start)
 
 
 class PromptFormat:
@@ -266,3 +422,9 @@ class PromptFormat:
 
     def option_id(self, option: str) -> int:
         raise NotImplementedError
+
+    def choice_ids(self, question: str, options: Sequence[str]) -> tuple[list[int], list[int]]:
+        """A multiple-choice question's token ids and each option's answer token id. By default
+        the question alone, answered by the option words; a model that answers by letters writes
+        the options into the question."""
+        return self.question_ids(question), [self.option_id(option) for option in options]

@@ -10,7 +10,7 @@ import pytest
 from omnimem_ref.dataset import generate_dataset, load_dataset
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.streaming.session import StreamingSession
-from tests.model_fixtures import Recorder, tiny_model, tiny_stream
+from tests.model_fixtures import HeadWiseRecorder, Recorder, tiny_model, tiny_stream
 
 SMALL_SEED = 11
 SMALL_DURATION = 24.0  # long enough for objects two steps long, short enough to be quick
@@ -59,4 +59,14 @@ def last_chunk(model, tokenizer, stream):
     recorder = Recorder()
     full_length = 9 + stream.n_steps * stream.tokens_per_step
     StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
+    return recorder.memory, recorder.context
+
+
+@pytest.fixture(scope="module")
+def last_chunk_per_head(model, tokenizer, stream):
+    """(memory, context) in a head-wise memory (one token set per key/value head) as the last
+    chunk's compression saw them: 113 rows per head plus the 18-token chunk; two earlier
+    compressions by each head's own key norms left the heads of a layer holding different rows."""
+    recorder = HeadWiseRecorder()
+    StreamingSession(model, tokenizer, recorder, budget=113).stream(stream)
     return recorder.memory, recorder.context

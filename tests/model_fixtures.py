@@ -13,6 +13,7 @@ from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.policies.base import CompressionPolicy
+from omnimem_ref.policies.knorm import KeyNorm
 from omnimem_ref.policies.recent import RecentWindow
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import render_frame, render_waveform, sample_scene
@@ -44,3 +45,15 @@ class Recorder(CompressionPolicy):
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
         self.memory, self.context = copy.deepcopy(memory), context
         return RecentWindow().select(memory, budget, context)
+
+
+class HeadWiseRecorder(Recorder):
+    """A :class:`Recorder` whose session keeps one token set per key/value head, evicting by each
+    head's own key norms (so after one eviction the heads of a layer hold different rows)."""
+
+    name = "recorder-per-head"
+    head_wise = True
+
+    def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
+        self.memory, self.context = copy.deepcopy(memory), context
+        return KeyNorm().select(memory, budget, context)

@@ -405,9 +405,12 @@ def test_full_refuses_a_budget_below_its_memory_and_otherwise_keeps_all(last_chu
 
 @pytest.mark.parametrize("name", [name for name in POLICIES if name != "full"])
 @pytest.mark.parametrize("free", [1, 2, 11, 60])
-def test_every_policy_keeps_the_prompt_and_exactly_the_budget(last_chunk, name, free):
-    memory, context = last_chunk
-    kept = make_policy(name).select(memory, PROMPT + free, context)
-    assert kept.shape == (2, PROMPT + free)
+def test_every_policy_keeps_the_prompt_and_exactly_the_budget(request, name, free):
+    policy = make_policy(name)
+    memory, context = request.getfixturevalue(
+        "last_chunk_per_head" if policy.head_wise else "last_chunk"
+    )
+    kept = policy.select(memory, PROMPT + free, context)
+    assert kept.shape == (memory.n_units, PROMPT + free)
     assert torch.all(kept[:, 1:] > kept[:, :-1]), "ascending, no duplicates"
     assert torch.all(kept[:, :PROMPT] == torch.arange(PROMPT)), "the prompt is kept"

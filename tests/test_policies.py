@@ -97,7 +97,7 @@ def test_leave_one_out_score_is_the_layer_output_change_of_brute_force_eviction(
         keys, vals, positions = visible_keys(memory, layer, proxy)
         w_o = output_projection(model.backbone, layer)
         brute = layer_output_change(proxy.queries, proxy.positions, keys, vals, positions, w_o, n)
-        score = leave_one_out_scores(memory, model.backbone, proxy, layer, "sum")
+        score = leave_one_out_scores(memory, model.backbone, proxy, layer, "sum")[0]
         assert torch.allclose(score.double(), brute.mean(0), rtol=1e-4, atol=1e-6)
         per_head = head_output_change(
             proxy.queries,
@@ -107,7 +107,7 @@ def test_leave_one_out_score_is_the_layer_output_change_of_brute_force_eviction(
             positions,
             output_projection_slices(model.backbone, layer),
         )[..., :n]
-        score_mean = leave_one_out_scores(memory, model.backbone, proxy, layer, "mean")
+        score_mean = leave_one_out_scores(memory, model.backbone, proxy, layer, "mean")[0]
         assert torch.allclose(score_mean.double(), per_head.mean((0, 1)), rtol=1e-4, atol=1e-6)
 
 
@@ -123,7 +123,7 @@ def test_uniform_fast_path_equals_the_definition_and_brute_force(model, last_chu
         torch.zeros(n_heads, 1, attention.head_dim), memory.meta.position[0, -1:].clone()
     )
     for layer in range(memory.n_layers):
-        direct = leave_one_out_scores(memory, model.backbone, zero, layer, heads)
+        direct = leave_one_out_scores(memory, model.backbone, zero, layer, heads)[0]
         assert torch.allclose(fast[layer], direct, rtol=1e-4, atol=1e-7)
         if heads == "sum":
             keys, vals, positions = visible_keys(memory, layer, zero)
@@ -147,7 +147,7 @@ def _float32_equals_float64_brute_force(memory, backbone, proxy, layer):
     reference = layer_output_change(
         proxy.queries, proxy.positions, keys, vals, positions, w_o, n
     ).mean(0)
-    score = leave_one_out_scores(memory, backbone, proxy, layer, "sum")
+    score = leave_one_out_scores(memory, backbone, proxy, layer, "sum")[0]
     assert score.dtype == torch.float32
     assert torch.allclose(score.double(), reference, rtol=1e-3, atol=1e-6 * float(reference.max()))
     k = n // 5
@@ -222,7 +222,8 @@ def test_every_policy_holds_the_budget_and_keeps_the_prompt(
     for report in session.stream(stream):
         assert report.total_tokens <= BUDGET
     meta = session.memory.meta
-    assert meta.position.shape == (2, BUDGET)
+    units = 2 * (2 if name.endswith("-per-head") else 1)  # layers x (kv heads, head-wise)
+    assert meta.position.shape == (units, BUDGET)
     assert torch.all(meta.position[:, 1:] > meta.position[:, :-1]), "stream order, no duplicates"
     assert torch.all((meta.modality == TEXT).sum(1) == session.prefix_length)
     session.answer(QUESTION, OPTIONS)  # memory is usable

@@ -80,7 +80,8 @@ def test_every_policy_compresses_a_text_cache(decoder, name, budget):
         decoder, cache, make_policy(name), budget, hidden_states=hidden, prompt_ids=PROMPT_IDS
     )
     tokens = parse_budget(budget).resolve(N_TOKENS)
-    assert kept.shape == (2, tokens)
+    units = 2 * (decoder.config.num_key_value_heads if make_policy(name).head_wise else 1)
+    assert kept.shape == (units, tokens)
     assert torch.all(kept[:, 1:] > kept[:, :-1]) and kept.min() >= 0 and kept.max() < N_TOKENS
     assert compressed.get_seq_length() == tokens
     for layer in compressed.layers:

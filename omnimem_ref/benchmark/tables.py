@@ -3,6 +3,8 @@
 - :func:`accuracy_table`: policies x budgets, accuracy in %;
 - :func:`difference_table` and :func:`ablation_table`: differences from ``omnimem`` in points,
   with 95% paired bootstrap intervals over clips (:mod:`omnimem_ref.stats`);
+- :func:`head_wise_table`: each policy chosen per key/value head against the same policy chosen
+  per layer, with the same intervals;
 - :func:`family_table`: accuracy per question family, and the audio tokens kept;
 - :func:`compression_cost_table`: the time of scoring + selection + eviction against the
   model's own prefill, and memory per budget (not to be confused with
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from omnimem_ref.benchmark.records import FULL, BenchResult
 from omnimem_ref.policies import POLICIES
+from omnimem_ref.policies.per_head import SUFFIX
 from omnimem_ref.stats import Interval, record_difference
 from omnimem_ref.world import FAMILIES
 
@@ -173,6 +176,34 @@ def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
     return "\n".join(lines)
 
 
+def head_wise_table(result: BenchResult) -> str | None:
+    """Each ``<policy>-per-head`` in the run beside ``<policy>`` (per layer): accuracy (%) of both
+    and the change from choosing per head, in points with its 95% paired bootstrap interval;
+    ``None`` if the run has no such pair."""
+    pairs = [
+        (p.removesuffix(SUFFIX), p)
+        for p in result.policies
+        if p.endswith(SUFFIX) and p.removesuffix(SUFFIX) in result.policies
+    ]
+    if not pairs:
+        return None
+    first, width = 24, 36
+    header = f"{'policy':<{first}}" + "".join(f"{b:>5}".ljust(width) for b in result.budgets)
+    title = (
+        "Per layer vs per key/value head: accuracy (%) per layer / per head, and the change "
+        "from choosing per head (points; 95% paired bootstrap interval over clips)"
+    )
+    lines = [title, header.rstrip(), "-" * len(header)]
+    for layer_wise, head_wise in pairs:
+        cells = []
+        for b in result.budgets:
+            a, h = result.record(layer_wise, b).accuracy, result.record(head_wise, b).accuracy
+            change = _difference_cell(result, head_wise, b, layer_wise)
+            cells.append(f"{100 * a:5.1f} / {100 * h:5.1f}  {change}")
+        lines.append((f"{layer_wise:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
+    return "\n".join(lines)
+
+
 def _compared_with(policy: str) -> str | None:
     """The registered policy an ablation differs from by one change, if ``policy`` is one."""
     factory = POLICIES.get(policy)
@@ -193,9 +224,9 @@ def notes(result: BenchResult) -> list[str]:
 
 
 def report(result: BenchResult) -> str:
-    """Everything the command prints: accuracy, differences from omnimem and ablations (if the
-    run has them), per family, cost, notes."""
-    optional = [difference_table(result), ablation_table(result)]
+    """Everything the command prints: accuracy, differences from omnimem, ablations and per-head
+    pairs (if the run has them), per family, cost, notes."""
+    optional = [difference_table(result), ablation_table(result), head_wise_table(result)]
     parts = [accuracy_table(result), *(t for t in optional if t is not None)]
     parts += [family_table(result), compression_cost_table(result)]
     text = "\n\n".join(parts)

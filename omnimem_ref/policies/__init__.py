@@ -40,6 +40,7 @@ from omnimem_ref.policies.omnimem import (
     OmniMemTail,
     OmniMemValueNorm,
 )
+from omnimem_ref.policies.per_head import PerHead
 from omnimem_ref.policies.perturbation import PerturbationScorer
 from omnimem_ref.policies.random_choice import RandomEviction, RandomScorer
 from omnimem_ref.policies.recent import RecencyScorer, RecentWindow
@@ -50,7 +51,7 @@ from omnimem_ref.policies.text import compress_text_cache
 from omnimem_ref.policies.two_stage import TwoStage
 from omnimem_ref.policies.vnorm import ValueNorm, ValueNormScorer
 
-POLICIES: dict[str, Callable[[], CompressionPolicy]] = {
+LAYER_WISE: dict[str, Callable[[], CompressionPolicy]] = {
     cls.name: cls
     for cls in (
         FullMemory,
@@ -70,6 +71,21 @@ POLICIES: dict[str, Callable[[], CompressionPolicy]] = {
         OmniMemNoPerturb,
     )
 }
+
+
+# The same policies choosing per key/value head, as SnapKV, CriticalKV, InfiniPot-V and kvpress
+# do (see `per_head`): every scored policy, OmniMem included. (recent, random and full choose by
+# position or by chance, the same for every head; the ablations stay layer-wise.)
+def _per_head(factory: Callable[[], CompressionPolicy]) -> Callable[[], CompressionPolicy]:
+    return lambda: PerHead(factory())
+
+
+HEAD_WISE: dict[str, Callable[[], CompressionPolicy]] = {
+    cls.name + "-per-head": _per_head(cls)
+    for cls in (SnapKV, KeyNorm, ValueNorm, CriticalKV, StreamMem, InfiniPotV, OmniMem)
+}
+
+POLICIES: dict[str, Callable[[], CompressionPolicy]] = {**LAYER_WISE, **HEAD_WISE}
 
 
 def make_policy(name: str) -> CompressionPolicy:
@@ -104,6 +120,7 @@ __all__ = [
     "InfiniPotVScorer",
     "KeyNormScorer",
     "OmniMem",
+    "PerHead",
     "PerturbationScorer",
     "ProjectedValueNorm",
     "PromptAttentionScorer",

@@ -1,4 +1,4 @@
-"""OmniMem step 2 of 3: split each layer's budget across modalities before choosing tokens.
+"""OmniMem step 2 of 3: split each unit's budget across modalities before choosing tokens.
 
 A modality-blind top-k lets the modality with the most tokens win: visual tokens outnumber audio
 ones about 10:1, so audio starves. An allocation decides how many of a layer's free slots (the
@@ -116,11 +116,11 @@ class ScoreMass:
 def allocate(
     allocation: Allocation, memory: KVMemory, scores: torch.Tensor, budget: int
 ) -> torch.Tensor:
-    """(layers, modalities) shares of each layer's free slots among its evictable tokens."""
+    """(units, modalities) shares of each unit's free slots among its evictable tokens."""
     assert memory.meta is not None
     evictable = ~memory.must_keep()
     one_hot = torch.nn.functional.one_hot(memory.meta.modality, len(MODALITY_NAMES)).bool()
-    in_modality = one_hot & evictable.unsqueeze(-1)  # (layers, tokens, modalities)
+    in_modality = one_hot & evictable.unsqueeze(-1)  # (units, tokens, modalities)
     counts = in_modality.sum(dim=1)  # N_m per layer
     mass = (in_modality * scores.float().clamp_min(0).unsqueeze(-1)).sum(dim=1)  # M_m per layer
     free = free_slots(memory, budget)

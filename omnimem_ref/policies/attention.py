@@ -3,7 +3,8 @@
 Grouped-query attention (Qwen2.5: several query heads share one key/value head) is handled by
 repeating each key/value head for its group; scores are scaled by ``1/sqrt(head_dim)``; a query
 sees a key only if the key's original position is not after its own, which is the causal mask
-inside a chunk and "all of memory" for anything older.
+inside a chunk and "all of memory" for anything older. In a head-wise memory each key/value head
+holds its own tokens, so key positions are given per unit: ``(units_per_layer, n)``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ def attention_logits(
 ) -> torch.Tensor:
     """(heads, q, n): ``q·k / sqrt(d)``, ``-inf`` where a key comes after the query.
 
-    ``queries`` (heads, q, d); ``keys`` (kv_heads, n, d).
+    ``queries`` (heads, q, d); ``keys`` (kv_heads, n, d); ``key_positions`` (n,), or
+    (units, n) with one row per unit of the layer (head-wise: per key/value head).
     """
     n_heads, _, head_dim = queries.shape
     keys = repeat_kv_heads(keys.to(dtype), n_heads)
     logits = queries.to(dtype) @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
-    visible = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # causal by position
+    if key_positions.dim() == 2:  # (units, n) -> (heads, 1, n): each head its unit's rows
+        key_positions = key_positions.repeat_interleave(n_heads // len(key_positions), dim=0)
+        key_positions = key_positions.unsqueeze(1)
+    else:
+        key_positions = key_positions.unsqueeze(0)  # (1, n): the same rows for every query
+    visible = key_positions <= query_positions.unsqueeze(1)  # causal by position: (.., q, n)
     return logits.masked_fill(~visible, float("-inf"))
 
 
@@ -61,16 +68,16 @@ def attend(
 def visible_keys(
     memory: KVMemory, layer: int, proxy: ProxyQueries
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keys, values (kv_heads, n, d, float32) and positions (n,) that ``proxy``'s queries see in
-    ``layer``: memory's rows first, then any transient tokens the proxy carries."""
-    assert memory.meta is not None
+    """Keys, values (kv_heads, n, d, float32) and positions (units_per_layer, n) that ``proxy``'s
+    queries see in ``layer``: memory's rows first, then any transient tokens the proxy carries."""
     keys, values = memory.layer_keys(layer).float(), memory.layer_values(layer).float()
-    positions = memory.meta.position[layer]
+    positions = memory.layer_positions(layer)
     if proxy.extra_keys is not None:
         assert proxy.extra_values is not None and proxy.extra_positions is not None
         keys = torch.cat([keys, proxy.extra_keys], dim=1)
         values = torch.cat([values, proxy.extra_values], dim=1)
-        positions = torch.cat([positions, proxy.extra_positions])
+        extra = proxy.extra_positions.expand(len(positions), -1)  # every unit sees them
+        positions = torch.cat([positions, extra], dim=1)
     return keys, values, positions
 
 
@@ -84,11 +91,19 @@ def proxy_attention(
     return weights[..., : len(memory)], output
 
 
+def unit_mean(weights: torch.Tensor, units: int) -> torch.Tensor:
+    """(heads, q, n) -> (units, n): averaged over queries and over the heads of each unit (every
+    head layer-wise; a key/value head's query group head-wise, as kvpress averages GQA groups)."""
+    if units == 1:
+        return weights.mean(dim=(0, 1)).unsqueeze(0)
+    return weights.unflatten(0, (units, -1)).mean(dim=(1, 2))
+
+
 def mean_attention(memory: KVMemory, proxies: list[ProxyQueries]) -> torch.Tensor:
-    """(layers, tokens): attention each row gets, averaged over proxy queries and heads."""
-    return torch.stack(
+    """(units, tokens): attention each row gets, averaged over proxy queries and heads."""
+    return torch.cat(
         [
-            proxy_attention(memory, layer, proxy)[0].mean(dim=(0, 1))
+            unit_mean(proxy_attention(memory, layer, proxy)[0], memory.units_per_layer)
             for layer, proxy in enumerate(proxies)
         ]
     )

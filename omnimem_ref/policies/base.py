@@ -1,16 +1,19 @@
 """What a compression policy is, and the pieces every baseline is built from.
 
 After each chunk, if a layer's memory holds more than the budget ``B`` tokens, the session asks the
-policy which ``B`` rows of each layer to keep (:meth:`CompressionPolicy.select`). Text tokens (the
+policy which ``B`` rows of each *unit* to keep (:meth:`CompressionPolicy.select`). A unit is a
+layer (layer-wise, the default: every key/value head of a layer keeps the same tokens) or one
+key/value head of a layer (head-wise, :class:`~omnimem_ref.policies.per_head.PerHead`, as SnapKV
+and kvpress select); every tensor below is ``(units, tokens)`` either way. Text tokens (the
 prompt prefix) are always kept (``docs/design.md`` §2), so every policy chooses only among the
 stream's visual and audio tokens. (On a plain text decoder's cache nothing is protected: see
 :mod:`omnimem_ref.policies.text`.)
 
 Every baseline is "score, then keep the top", as in kvpress (a ``ScorerPress``):
 
-- a **scorer** maps memory to ``(layers, tokens)`` scores, higher keeps
+- a **scorer** maps memory to ``(units, tokens)`` scores, higher keeps
   (``scorer(memory, context)``);
-- :func:`keep_top` keeps, per layer, every protected row and the ``free = B - protected``
+- :func:`keep_top` keeps, per unit, every protected row and the ``free = B - protected``
   highest-scoring others.
 
 Some methods also keep rows whatever their score: SnapKV's observation window, StreamingLLM's
@@ -51,20 +54,22 @@ __all__ = [
 
 
 class CompressionPolicy(ABC):
-    """Chooses, per layer, which cached tokens survive."""
+    """Chooses, per unit (layer, or key/value head of a layer), which cached tokens survive."""
 
-    name: ClassVar[str]
+    name: str
+    # True: the session keeps one token set per key/value head (memory built head-wise).
+    head_wise: ClassVar[bool] = False
 
     @abstractmethod
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
-        """(layers, budget) indices of the rows to keep, ascending in each layer.
+        """(units, budget) indices of the rows to keep, ascending in each unit.
 
         The session calls it only when memory holds more than ``budget`` rows; asked for at least
-        as many rows as memory holds, a policy keeps them all (``(layers, len(memory))``).
+        as many rows as memory holds, a policy keeps them all (``(units, len(memory))``).
         """
 
 
-# scorer(memory, context) -> (layers, tokens) scores, higher keeps.
+# scorer(memory, context) -> (units, tokens) scores, higher keeps.
 Scorer = Callable[[KVMemory, ChunkContext], torch.Tensor]
 
 
@@ -74,7 +79,7 @@ class BudgetAwareScorer(ABC):
 
     @abstractmethod
     def __call__(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
-        """(layers, tokens) scores, higher keeps, for a compression to ``budget`` rows."""
+        """(units, tokens) scores, higher keeps, for a compression to ``budget`` rows."""
 
 
 AnyScorer = Scorer | BudgetAwareScorer
@@ -83,14 +88,14 @@ AnyScorer = Scorer | BudgetAwareScorer
 def run_scorer(
     scorer: AnyScorer, memory: KVMemory, context: ChunkContext, budget: int
 ) -> torch.Tensor:
-    """``scorer``'s (layers, tokens) scores; the budget is passed only to a budget-aware one."""
+    """``scorer``'s (units, tokens) scores; the budget is passed only to a budget-aware one."""
     if isinstance(scorer, BudgetAwareScorer):
         return scorer(memory, context, budget)
     return scorer(memory, context)
 
 
 def keep_top(scores: torch.Tensor, budget: int, memory: KVMemory) -> torch.Tensor:
-    """(layers, budget) rows, ascending: every protected row, then the highest ``scores``.
+    """(units, budget) rows, ascending: every protected row, then the highest ``scores``.
 
     ``kept = protected ∪ top_free(s_i : i evictable)``, ``free = budget - |protected|``. Rows are
     ranked best first by score, ties to the earlier (older) row, and protected rows are moved
@@ -104,17 +109,17 @@ def keep_top(scores: torch.Tensor, budget: int, memory: KVMemory) -> torch.Tenso
 
 
 def force_keep(scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``scores`` (layers, tokens) with ``rows`` (layers, tokens booleans) lifted above every
-    other row of their layer: ``s'_i = max_j s_j + |max_j s_j| + 1`` for forced ``i``, ``s_i``
+    """``scores`` (units, tokens) with ``rows`` (units, tokens booleans) lifted above every
+    other row of their unit: ``s'_i = max_j s_j + |max_j s_j| + 1`` for forced ``i``, ``s_i``
     otherwise (max over finite scores; ``+ |max|`` keeps the lift above the maximum even where
     ``+ 1`` alone would be rounded away). Forced rows tie among themselves, so if more are forced
     than fit, :func:`keep_top` keeps the older ones."""
     scores = scores.float()
     top = scores.masked_fill(~scores.isfinite(), float("-inf")).amax(dim=1, keepdim=True)
-    top = top.nan_to_num(0.0, neginf=0.0)  # a layer with no finite score
+    top = top.nan_to_num(0.0, neginf=0.0)  # a unit with no finite score
     return torch.where(rows, top + top.abs() + 1, scores)
 
 
 def free_slots(memory: KVMemory, budget: int) -> torch.Tensor:
-    """(layers,) slots left for evictable tokens once the protected ones are kept."""
+    """(units,) slots left for evictable tokens once the protected ones are kept."""
     return budget - memory.must_keep().sum(dim=1)

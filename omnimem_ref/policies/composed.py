@@ -1,7 +1,7 @@
 """A policy assembled from parts: scoring, then modality allocation, then selection.
 
     policy = ComposedPolicy(
-        scorer=PerturbationScorer(proxy="uniform"),  # step 1: (layers, tokens) scores
+        scorer=PerturbationScorer(proxy="uniform"),  # step 1: (units, tokens) scores
         allocation=ScoreMass(floor=0.1),              # step 2: shares per modality (None: global)
         selection=RedundancyAware(),                  # step 3: which tokens fill each share
     )

@@ -14,7 +14,8 @@ defaults (kvpress's ``CriticalKVPress``, the authors' integration): first-stage 
 ε = 1e-4, on top of SnapKV's window attention (window 32, kernel 7 here, as in :mod:`snapkv`,
 including its streaming window rule: the window takes at most half the free slots, which is all of
 stage 1 at ratio 0.5 when the chunk is long enough). ``||W_O^h v_i||₁`` is per query head (its
-slice of ``o_proj``) averaged over heads; per layer, not per head. Here "the budget" of stage 1 is
+slice of ``o_proj``) averaged over the unit's heads (all of them layer-wise; a key/value head's
+query group in ``criticalkv-per-head``, which selects per head as the paper and kvpress do). Here "the budget" of stage 1 is
 the free slots left after the protected prompt. ``||W_O^h v_i||₁`` depends on the token alone, so
 it is computed once when the token enters memory.
 """
@@ -35,7 +36,8 @@ from omnimem_ref.policies.two_stage import TwoStage
 
 
 def projected_value_l1(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, tokens): ``mean_h ||W_O^h v_i||₁``, cached per token."""
+    """(units, tokens): ``mean_h ||W_O^h v_i||₁`` over the query heads of each unit, cached per
+    token and head."""
 
     def compute(start: int) -> torch.Tensor:
         w_o = torch.stack(
@@ -43,10 +45,10 @@ def projected_value_l1(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         )  # (layers, heads, hidden, d)
         values = repeat_kv_heads(memory.all_values(start).float(), w_o.shape[1])
         projected = torch.einsum("lhkd,lhnd->lhnk", w_o, values)  # W_O^h v_i
-        return projected.abs().sum(-1).mean(1, keepdim=True)  # mean_h ||W_O^h v_i||₁
+        return projected.abs().sum(-1)  # ||W_O^h v_i||₁: (layers, heads, new)
 
     version = projection_version(backbone)
-    return memory.per_token("criticalkv.wov_l1", compute, version)[:, 0]
+    return memory.per_unit(memory.per_token("criticalkv.wov_l1", compute, version))
 
 
 @dataclass

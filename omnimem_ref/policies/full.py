@@ -33,4 +33,4 @@ class FullMemory(CompressionPolicy):
             )
         assert memory.meta is not None
         everything = torch.arange(len(memory), device=memory.meta.position.device)
-        return everything.expand(memory.n_layers, -1)
+        return everything.expand(memory.n_units, -1)

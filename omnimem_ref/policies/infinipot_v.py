@@ -22,7 +22,8 @@ M-RoPE the same patch of two frames differs only by the temporal rotation; with 
 it would differ by a rotation of 18 positions per step in every frequency, swamping the content.)
 At least one recent frame is used (the code takes ``int(frames · query_ratio)``, which is zero
 with fewer than four frames). Audio tokens have no patch: they compete through VaN only.
-Per layer, with cosines and norms averaged over key/value heads (the code selects per head).
+Layer-wise, cosines and norms are averaged over key/value heads; ``infinipot-v-per-head`` selects
+per head, as the authors' code does.
 """
 
 from __future__ import annotations
@@ -38,24 +39,25 @@ from omnimem_ref.policies.selection import best_first, content_keys
 from omnimem_ref.policies.vnorm import value_norm_scores
 
 
-def recent_frames(memory: KVMemory, layer: int, query_ratio: float) -> torch.Tensor:
+def recent_frames(memory: KVMemory, unit: int, query_ratio: float) -> torch.Tensor:
     """(tokens,) booleans: evictable visual tokens of the newest ``query_ratio`` of frames."""
     assert memory.meta is not None
-    visual = (memory.meta.modality[layer] == VISUAL) & ~memory.must_keep()[layer]
-    times = memory.meta.seconds[layer]
+    visual = (memory.meta.modality[unit] == VISUAL) & ~memory.must_keep()[unit]
+    times = memory.meta.seconds[unit]
     frames = times[visual].unique()  # sorted
     newest = frames[-max(1, int(len(frames) * query_ratio)) :]
     return visual & torch.isin(times, newest)
 
 
 def temporal_redundancy(
-    memory: KVMemory, context: ChunkContext, layer: int, recent: torch.Tensor
+    memory: KVMemory, context: ChunkContext, unit: int, recent: torch.Tensor
 ) -> torch.Tensor:
-    """(tokens,): TaR, ``-mean_f cos(k_i, k_{f, patch(i)})`` over recent frames (0 if none match)."""
+    """(tokens,): TaR, ``-mean_f cos(k_i, k_{f, patch(i)})`` over recent frames (0 if none match),
+    the cosine averaged over the unit's key/value heads."""
     assert memory.meta is not None
-    unit = torch.nn.functional.normalize(content_keys(memory, context.backbone)[layer], dim=-1)
-    patch = memory.meta.patch[layer]
-    cosine = torch.einsum("gid,gjd->ij", unit, unit[:, recent]) / unit.shape[0]  # mean over heads
+    keys = torch.nn.functional.normalize(content_keys(memory, context.backbone)[unit], dim=-1)
+    patch = memory.meta.patch[unit]
+    cosine = torch.einsum("gid,gjd->ij", keys, keys[:, recent]) / keys.shape[0]  # mean over heads
     same_patch = patch.unsqueeze(1) == patch[recent].unsqueeze(0)
     matches = same_patch.sum(1).clamp_min(1)
     return -(cosine * same_patch).sum(1) / matches
@@ -74,22 +76,22 @@ class InfiniPotVScorer(BudgetAwareScorer):
     query_ratio: float = 0.25
 
     def tar_picks(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
-        """(layers, tokens) booleans: the rows TaR keeps, ``tar_slots(free)`` of them at most."""
+        """(units, tokens) booleans: the rows TaR keeps, ``tar_slots(free)`` of them at most."""
         assert memory.meta is not None
         visual = (memory.meta.modality == VISUAL) & ~memory.must_keep()
         picks = torch.zeros_like(visual)
-        for layer, free in enumerate(free_slots(memory, budget).tolist()):
+        for unit, free in enumerate(free_slots(memory, budget).tolist()):
             n_tar = tar_slots(max(free, 0), self.tar_ratio)
-            recent = recent_frames(memory, layer, self.query_ratio)
-            newest_first = memory.meta.position[layer].masked_fill(~recent, -1)
+            recent = recent_frames(memory, unit, self.query_ratio)
+            newest_first = memory.meta.position[unit].masked_fill(~recent, -1)
             chosen = best_first(newest_first)[: min(n_tar, int(recent.sum()))]
-            older = visual[layer] & ~recent
+            older = visual[unit] & ~recent
             left = min(n_tar - len(chosen), int(older.sum()))
             if left > 0:
-                tar = temporal_redundancy(memory, context, layer, recent)
+                tar = temporal_redundancy(memory, context, unit, recent)
                 tar = tar.masked_fill(~older, float("-inf"))
                 chosen = torch.cat([chosen, best_first(tar)[:left]])
-            picks[layer, chosen] = True
+            picks[unit, chosen] = True
         return picks
 
     def __call__(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:

@@ -21,8 +21,9 @@ from omnimem_ref.policies.composed import ComposedPolicy
 
 
 def key_norm_scores(memory: KVMemory) -> torch.Tensor:
-    """(layers, tokens): ``-mean_g ||k_i^g||₂`` over key/value heads ``g`` (RoPE keeps the norm)."""
-    return -memory.all_keys().float().norm(dim=-1).mean(dim=1)
+    """(units, tokens): ``-mean_g ||k_i^g||₂`` over the key/value heads ``g`` of each unit (RoPE
+    keeps the norm); head-wise, each head's own norm."""
+    return -memory.per_unit(memory.all_keys().float().norm(dim=-1))
 
 
 @dataclass

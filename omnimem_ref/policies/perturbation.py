@@ -52,6 +52,7 @@ from omnimem_ref.policies.attention import attention_logits, repeat_kv_heads, vi
 from omnimem_ref.policies.projection import (
     grouped_square_roots,
     head_square_roots,
+    kv_head_square_roots,
     output_projection,
     projection_version,
 )
@@ -100,6 +101,23 @@ def project_changes(changes: torch.Tensor, w_o: torch.Tensor, heads: str = "sum"
     return torch.einsum("hkd,hqnd->qnk", per_head, changes).norm(dim=-1)  # Σ_h W_O^h Δ^h
 
 
+def project_changes_per_unit(
+    changes: torch.Tensor, w_o: torch.Tensor, units: int, heads: str = "sum"
+) -> torch.Tensor:
+    """(units, q, n): :func:`project_changes` when each unit (a key/value head and its query
+    group) loses the row alone, as in a head-wise memory: ``||Σ_{h in unit} W_O^h Δ^h||``
+    (``"sum"``) or ``mean_{h in unit} ||W_O^h Δ^h||`` (``"mean"``)."""
+    if units == 1:
+        norms = project_changes(changes, w_o, heads)
+        return norms.unsqueeze(0) if heads == "sum" else norms.mean(dim=0, keepdim=True)
+    n_heads, _, _, d = changes.shape
+    per_head = w_o.view(w_o.shape[0], n_heads, d).transpose(0, 1)  # (heads, rows, d)
+    projected = torch.einsum("hkd,hqnd->hqnk", per_head, changes)  # W_O^h Δ^h
+    if heads == "mean":
+        return projected.norm(dim=-1).unflatten(0, (units, -1)).mean(dim=1)
+    return projected.unflatten(0, (units, -1)).sum(dim=1).norm(dim=-1)  # Σ_{h in unit}
+
+
 def leave_one_out_scores(
     memory: KVMemory,
     backbone: Backbone,
@@ -108,7 +126,8 @@ def leave_one_out_scores(
     heads: str = "sum",
     max_floats: int = 2**24,
 ) -> torch.Tensor:
-    """(tokens,): ``s_i`` of one layer for one set of proxy queries, by the definition.
+    """(units_per_layer, tokens): ``s_i`` of one layer's units for one set of proxy queries, by
+    the definition.
 
     Attention of the proxy over memory (plus its own transient tokens), every token's change of
     every head, ``o_proj`` applied: exactly what the module docstring says. Queries go in blocks
@@ -120,18 +139,31 @@ def leave_one_out_scores(
     w_o = output_projection(backbone, layer)
     n_heads, n_queries, _ = logits.shape
     block = max(1, max_floats // (n_heads * len(memory) * values.shape[-1]))
-    total = torch.zeros(len(memory), device=keys.device)
+    total = torch.zeros(memory.units_per_layer, len(memory), device=keys.device)
     for start in range(0, n_queries, block):
         changes = head_changes(logits[:, start : start + block], values, len(memory))
-        norms = project_changes(changes, w_o, heads)  # (q, n), or (heads, q, n) for "mean"
-        total += norms.sum(dim=-2) if heads == "sum" else norms.mean(dim=0).sum(dim=0)
+        norms = project_changes_per_unit(changes, w_o, memory.units_per_layer, heads)
+        total += norms.sum(dim=1)  # (units, q, n) summed over queries
     return total / n_queries
 
 
 def projected_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, 1, tokens, kv_heads * d): ``w_i = R̃ v_i``, each token's values as the output
-    projection sees them (``||w_i − w_j|| = ||W̃ (v_i − v_j)||``), in ``kv_heads * d`` numbers
-    instead of ``hidden``; computed once per token and kept with memory."""
+    """``w_i = R̃ v_i``, each token's values as the output projection sees them, in as many
+    numbers as the values (not ``hidden``), computed once per token and kept with memory:
+
+    - layer-wise, (layers, 1, tokens, kv_heads * d): ``||w_i − w_j|| = ||W̃ (v_i − v_j)||``;
+    - head-wise, (layers, kv_heads, tokens, d): ``w_i^g = R̃_g v_i^g`` for each key/value head's
+      own rows, ``||w_i^g − w_j^g|| = ||W̃_g (v_i^g − v_j^g)||``.
+    """
+    version = projection_version(backbone)
+    if memory.head_wise:
+        per_head = kv_head_square_roots(backbone)  # (layers, kv_heads, d, d)
+
+        def compute_per_head(start: int) -> torch.Tensor:
+            return memory.all_values(start).float() @ per_head.transpose(-1, -2)  # R̃_g v_i^g
+
+        return memory.per_token("perturbation.projected_values_per_head", compute_per_head, version)
+
     roots = grouped_square_roots(backbone)  # (layers, k, k), k = kv_heads * d
 
     def compute(start: int) -> torch.Tensor:
@@ -139,26 +171,25 @@ def projected_values(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
         stacked = values.transpose(1, 2).flatten(2)  # (layers, new, kv_heads * d): [v^1; …; v^G]
         return (stacked @ roots.transpose(1, 2)).unsqueeze(1)  # R̃ v_i
 
-    version = projection_version(backbone)
     return memory.per_token("perturbation.projected_values", compute, version)
 
 
 def uniform_scores(memory: KVMemory, backbone: Backbone, heads: str = "sum") -> torch.Tensor:
-    """(layers, tokens): ``s_i`` with no query (``a = 1/N``), every layer at once.
+    """(units, tokens): ``s_i`` with no query (``a = 1/N``), every layer at once.
 
-    ``"sum"``: ``||w_i − w̄|| / (N − 1)`` from the per-token store (the fast path).
+    ``"sum"``: ``||w_i − w̄|| / (N − 1)`` from the per-token store (the fast path), per unit.
     ``"mean"``: ``mean_h ||R_h (v_i − v̄)|| / (N − 1)``, head by head (``head_dim²`` work per token
     and head, at every compression).
     """
     n = len(memory)
     if heads == "sum":
-        w = projected_values(memory, backbone)[:, 0]  # (layers, n, k)
-        return (w - w.mean(dim=1, keepdim=True)).norm(dim=-1) / max(n - 1, 1)
+        w = projected_values(memory, backbone)  # (layers, 1 or kv_heads, n, k)
+        return (w - w.mean(dim=2, keepdim=True)).norm(dim=-1).flatten(0, 1) / max(n - 1, 1)
     values = memory.all_values().float()  # (layers, kv_heads, n, d)
     roots = head_square_roots(backbone)  # (layers, heads, d, d)
     centred = repeat_kv_heads(values - values.mean(dim=2, keepdim=True), roots.shape[1])
     per_head = (centred @ roots.transpose(-1, -2)).norm(dim=-1)  # ||R_h (v_i − v̄)||
-    return per_head.mean(dim=1) / max(n - 1, 1)
+    return memory.per_unit(per_head) / max(n - 1, 1)
 
 
 @dataclass
@@ -193,7 +224,7 @@ class PerturbationScorer:
         parts = [self._part(name, memory, context) for name in self.proxy.split("+")]
         if len(parts) == 1:
             return parts[0]
-        normalised = [p / p.sum(dim=1, keepdim=True).clamp_min(1e-30) for p in parts]
+        normalised = [p / p.sum(dim=1, keepdim=True).clamp_min(1e-30) for p in parts]  # per unit
         return torch.stack(normalised).mean(dim=0)
 
     def _part(self, name: str, memory: KVMemory, context: ChunkContext) -> torch.Tensor:
@@ -204,7 +235,7 @@ class PerturbationScorer:
             proxies = chunk_tail(context, self.window)
         else:
             proxies = generic_prompt(memory, context, self.question)
-        return torch.stack(
+        return torch.cat(
             [
                 leave_one_out_scores(memory, backbone, proxy, layer, self.heads)
                 for layer, proxy in enumerate(proxies)

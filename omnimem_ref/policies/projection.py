@@ -143,3 +143,18 @@ def head_square_roots(backbone: Backbone) -> torch.Tensor:
         )
 
     return cached_per_model(backbone, "head_square_roots", compute)
+
+
+def kv_head_square_roots(backbone: Backbone) -> torch.Tensor:
+    """(layers, kv_heads, d, d): ``R̃_g`` of each group's ``W̃_g`` alone (head-wise scoring, where
+    a key/value head's rows are its own tokens)."""
+
+    def compute() -> torch.Tensor:
+        roots = []
+        for layer in range(len(backbone.layers)):
+            grouped = grouped_output_projection(backbone, layer)  # (hidden, kv_heads * d)
+            head_dim = backbone.layers[layer].self_attn.head_dim
+            roots.append(torch.stack([square_root(w) for w in grouped.split(head_dim, dim=1)]))
+        return torch.stack(roots)
+
+    return cached_per_model(backbone, "kv_head_square_roots", compute)

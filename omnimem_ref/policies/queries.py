@@ -11,7 +11,9 @@ Three stand-ins (``docs/design.md`` §2, step 1):
   anywhere. It has no :class:`ProxyQueries`; the scorers handle it in closed form.
 
 A query is what the layer itself would compute: ``RoPE(q_proj(input_layernorm(h)))`` at the token's
-original position, with the backbone's own rotary embedding.
+original position, with the backbone's own rotary embedding. Positions are the model's rotary
+positions (one row for plain RoPE, three for Qwen2.5-Omni's TMRoPE; ``core.Chunk``), so the same
+code rotates TinyOmni's queries and the thinker's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-from omnimem_ref.core import Backbone, ChunkContext, KVMemory, cache_argument
+from omnimem_ref.core import Backbone, ChunkContext, KVMemory, cache_argument, rotary_position_ids
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.masks import attention_mask, chunk_visibility
 
@@ -51,13 +53,17 @@ class ProxyQueries:
 def project_queries(
     backbone: Backbone, layer: int, hidden: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
-    """(n, hidden) inputs of ``layer`` at ``positions`` (n,) -> (heads, n, head_dim) queries."""
+    """(n, hidden) inputs of ``layer`` at ``positions`` -> (heads, n, head_dim) queries.
+
+    ``positions``: rotary positions, (n,) for plain RoPE or (rows, n) (TMRoPE: rows = 3).
+    """
     block = backbone.layers[layer]
     attention = block.self_attn
     normed = block.input_layernorm(hidden)
     queries = attention.q_proj(normed).view(hidden.shape[0], -1, attention.head_dim)
     queries = queries.transpose(0, 1).unsqueeze(0)  # (1, heads, n, head_dim)
-    cos, sin = backbone.rotary_emb(normed.unsqueeze(0), positions.unsqueeze(0))
+    rotary = positions.unsqueeze(0) if positions.dim() == 1 else positions  # (rows, n)
+    cos, sin = backbone.rotary_emb(normed.unsqueeze(0), rotary_position_ids(rotary.unsqueeze(1)))
     rotated, _ = apply_rotary_pos_emb(queries, queries, cos, sin)
     return rotated[0].float()
 
@@ -74,9 +80,10 @@ def chunk_tail(context: ChunkContext, window: int) -> list[ProxyQueries]:
             "(model(..., output_hidden_states=True).hidden_states) as hidden_states."
         )
     positions = context.positions[-window:]
+    rotary = context.chunk_rotary()[:, -window:]
     return [
         ProxyQueries(
-            project_queries(context.backbone, layer, hidden[0, -window:], positions), positions
+            project_queries(context.backbone, layer, hidden[0, -window:], rotary), positions
         )
         for layer, hidden in enumerate(context.hidden_states)
     ]
@@ -98,12 +105,13 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
     embeddings = table(ids.to(table.weight.device))
     n_memory, n_prompt = len(memory), len(ids)
     positions = context.next_position() + torch.arange(n_prompt, device=embeddings.device)
+    rotary = context.text_rotary(ids).to(embeddings.device)  # (rows, n_prompt)
     visible = chunk_visibility(n_memory, n_prompt, embeddings.device)
     mask = attention_mask(visible, backbone.config, embeddings.dtype)
     out = backbone(
         inputs_embeds=embeddings.unsqueeze(0),
         attention_mask=mask,
-        position_ids=positions.unsqueeze(0),
+        position_ids=rotary_position_ids(rotary.unsqueeze(1)),
         **cache_argument(backbone, memory.cache),
         use_cache=True,
         output_hidden_states=True,
@@ -111,7 +119,7 @@ def generic_prompt(memory: KVMemory, context: ChunkContext, question: str) -> li
     proxies = []
     for layer in range(memory.n_layers):
         keys, values = memory.layer_keys(layer), memory.layer_values(layer)
-        queries = project_queries(backbone, layer, out.hidden_states[layer][0], positions)
+        queries = project_queries(backbone, layer, out.hidden_states[layer][0], rotary)
         proxies.append(
             ProxyQueries(
                 queries,

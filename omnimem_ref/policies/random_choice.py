@@ -23,7 +23,7 @@ class RandomScorer:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, memory: KVMemory, context: ChunkContext) -> torch.Tensor:
-        scores = torch.rand(memory.n_layers, len(memory), generator=self.generator)
+        scores = torch.rand(memory.n_units, len(memory), generator=self.generator)
         return scores.to(memory.must_keep().device)
 
     def __repr__(self) -> str:

@@ -30,10 +30,10 @@ token is first scored), so two identical patches at different times compare as i
 centred on their pool's mean key, so a bias shared by every key does not make everything look
 alike.
 
-Every layer holds the same number of rows, so each step runs on all layers at once, as
-``(layers, tokens)`` tensors: on a small model the cost of compression is the number of tensor
-operations, not their size. Pools (the evictable tokens of one modality, or all of them) are
-labelled per row, ``-1`` for protected rows, and filled in one walk down each layer's rows, best
+Every unit (a layer, or head-wise a key/value head of a layer) holds the same number of rows, so
+each step runs on all units at once, as ``(units, tokens)`` tensors: on a small model the cost of
+compression is the number of tensor operations, not their size. Pools (the evictable tokens of one modality, or all of them) are
+labelled per row, ``-1`` for protected rows, and filled in one walk down each unit's rows, best
 first, counting how many of each pool have been taken.
 """
 
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from omnimem_ref.core import VISUAL
+from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions
 from omnimem_ref.policies.base import free_slots, keep_top
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Selection(Protocol):
         shares: torch.Tensor | None,
         budget: int,
     ) -> torch.Tensor:
-        """(layers, budget) kept rows, ascending; ``shares`` (layers, modalities) or ``None`` for
+        """(units, budget) kept rows, ascending; ``shares`` (units, modalities) or ``None`` for
         one pool of all evictable tokens."""
         ...
 
@@ -112,7 +112,7 @@ class RedundancyAware:
             pools, shares = single_pool(memory), free_slots(memory, budget).unsqueeze(1)
         else:
             pools = modality_pools(memory)
-        keys = flat_content_keys(memory, context.backbone)  # (L, N, h*d), RoPE undone
+        keys = flat_content_keys(memory, context.backbone)  # (units, N, dim), RoPE undone
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
         batches = [slice(None)] if self.compare_with is not None else layer_batches(memory)
@@ -129,8 +129,8 @@ class RedundancyAware:
         groups: torch.Tensor,
         shares: torch.Tensor,
     ) -> torch.Tensor:
-        """Kept rows of a batch of layers: each pool's share of its best redundancy-adjusted
-        scores. (layers, tokens) scores, pools and groups, (layers, tokens, dim) keys, (layers,
+        """Kept rows of a batch of units: each pool's share of its best redundancy-adjusted
+        scores. (units, tokens) scores, pools and groups, (units, tokens, dim) keys, (units,
         pools) shares."""
         centred = keys - pool_means(keys, pools, shares.shape[1])
         if self.compare_with is None:
@@ -143,11 +143,11 @@ class RedundancyAware:
 
 
 def layer_batches(memory: KVMemory, max_pairs: int = 2**26) -> list[slice]:
-    """Consecutive layers whose (layers, N, N) similarity matrices hold at most ``max_pairs``
-    entries together: every layer at once on a small model (a compression's cost there is the
+    """Consecutive units whose (units, N, N) similarity matrices hold at most ``max_pairs``
+    entries together: every unit at once on a small model (a compression's cost there is the
     number of tensor operations), a few at a time at real memory sizes (where it is memory)."""
     per_batch = max(1, max_pairs // max(1, len(memory)) ** 2)
-    return [slice(i, i + per_batch) for i in range(0, memory.n_layers, per_batch)]
+    return [slice(i, i + per_batch) for i in range(0, memory.n_units, per_batch)]
 
 
 def best_first(scores: torch.Tensor) -> torch.Tensor:
@@ -183,7 +183,7 @@ def bounded_redundancy_adjusted(
     threshold: float = 0.0,
     compare_with: int = 16,
 ) -> torch.Tensor:
-    """(layers, n): :func:`redundancy_adjusted`, with each candidate compared only with the
+    """(units, n): :func:`redundancy_adjusted`, with each candidate compared only with the
     ``compare_with`` best-ranked members of its group (those ranked above it among them).
 
     How, without an N x N matrix: sort every layer's rows by (group, rank), so each group is a
@@ -231,55 +231,63 @@ def distinct_top_k(
 ) -> torch.Tensor:
     """Indices of ``k`` of the ``n`` candidates of one pool with the best redundancy-adjusted
     scores; ``keys`` (n, dim) are centred on their mean here (what :class:`RedundancyAware` does
-    for every pool of every layer at once)."""
+    for every pool of every unit at once)."""
     centred = keys.float() - keys.float().mean(0)
     return redundancy_adjusted(scores, centred, groups, threshold).topk(k).indices
 
 
 def flat_content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, tokens, kv_heads * head_dim): each token's keys with their rotary position undone,
-    every key/value head side by side (what redundancy compares), computed once per token and
-    kept with memory in this layout, so no compression copies it."""
+    """(units, tokens, dim): each row's keys with their rotary position undone (what redundancy
+    compares), computed once per token and kept with memory in this layout, so no compression
+    copies it. Layer-wise, every key/value head side by side (``dim = kv_heads * head_dim``);
+    head-wise, each head's own rows (``dim = head_dim``)."""
     assert memory.meta is not None
-    meta = memory.meta
 
     def compute(start: int) -> torch.Tensor:
         keys = memory.all_keys(start).float()  # (layers, kv_heads, new tokens, d)
-        cos, sin = backbone.rotary_emb(keys, meta.position[:, start:])  # one row per layer
-        cos, sin = cos.float().unsqueeze(1), sin.float().unsqueeze(1)
+        # The model's rotary positions of each unit's rows (rows, units, new): one row for plain
+        # RoPE, three for TMRoPE; the backbone's own rotary embedding turns them into angles.
+        rotary = rotary_positions(memory)[:, :, start:]
+        shape = (memory.n_layers, memory.units_per_layer, rotary.shape[-1])
+        cos, sin = backbone.rotary_emb(keys, rotary_position_ids(rotary))  # (units, new, d)
+        cos = cos.float().view(*shape, -1)
+        sin = sin.float().view(*shape, -1)
         unrotated = keys * cos - rotate_half(keys) * sin  # R(-θ) R(θ) k = k
-        return unrotated.transpose(1, 2).flatten(2).unsqueeze(1)  # (layers, 1, new, h * d)
+        if memory.head_wise:
+            return unrotated  # (layers, kv_heads, new, d): each head its own rows
+        return unrotated.transpose(1, 2).flatten(2).unsqueeze(1)  # (units, 1, new, h * d)
 
-    return memory.per_token("selection.content_keys", compute)[:, 0]
+    stored = memory.per_token("selection.content_keys", compute)
+    return stored.flatten(0, 1)
 
 
 def content_keys(memory: KVMemory, backbone: Backbone) -> torch.Tensor:
-    """(layers, kv_heads, tokens, head_dim): :func:`flat_content_keys` head by head (a view)."""
+    """(units, heads per unit, tokens, head_dim): :func:`flat_content_keys` head by head (a view)."""
     flat = flat_content_keys(memory, backbone)
     return flat.unflatten(-1, (-1, memory.layer_keys(0).shape[-1])).transpose(1, 2)
 
 
 def modality_pools(memory: KVMemory) -> torch.Tensor:
-    """(layers, tokens): each evictable row's modality (its pool), ``-1`` for protected rows."""
+    """(units, tokens): each evictable row's modality (its pool), ``-1`` for protected rows."""
     assert memory.meta is not None
     return memory.meta.modality.masked_fill(memory.must_keep(), -1)
 
 
 def single_pool(memory: KVMemory) -> torch.Tensor:
-    """(layers, tokens): ``0`` for every evictable row, ``-1`` for protected rows."""
+    """(units, tokens): ``0`` for every evictable row, ``-1`` for protected rows."""
     return -memory.must_keep().long()
 
 
 def pool_means(keys: torch.Tensor, pools: torch.Tensor, n_pools: int) -> torch.Tensor:
-    """(layers, tokens, dim): the mean key of each row's pool (zero for protected rows)."""
+    """(units, tokens, dim): the mean key of each row's pool (zero for protected rows)."""
     member = (pools.unsqueeze(-1) == torch.arange(n_pools, device=pools.device)).float()
-    sizes = member.sum(dim=1).clamp_min(1).unsqueeze(-1)  # (layers, pools, 1)
-    means = member.transpose(1, 2) @ keys.float() / sizes  # (layers, pools, dim)
+    sizes = member.sum(dim=1).clamp_min(1).unsqueeze(-1)  # (units, pools, 1)
+    means = member.transpose(1, 2) @ keys.float() / sizes  # (units, pools, dim)
     return member @ means
 
 
 def keep_per_pool(scores: torch.Tensor, pools: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
-    """(layers, kept) rows, ascending: every protected row (pool ``-1``) plus, per layer ``l``
+    """(units, kept) rows, ascending: every protected row (pool ``-1``) plus, per unit ``l``
     and pool ``p``, the ``shares[l, p]`` best-scoring rows of the pool.
 
     Walking the rows best first, a row's place in its pool is how many of its pool came before.
@@ -292,5 +300,5 @@ def keep_per_pool(scores: torch.Tensor, pools: torch.Tensor, shares: torch.Tenso
     kept = torch.zeros_like(chosen).scatter_(1, order, chosen)  # back to memory order
     counts = kept.sum(dim=1)
     if not bool((counts == counts[0]).all()):
-        raise ValueError("shares must fill every layer to the same number of rows")
+        raise ValueError("shares must fill every unit to the same number of rows")
     return kept.nonzero()[:, 1].view(len(kept), -1)

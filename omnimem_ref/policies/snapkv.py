@@ -49,7 +49,7 @@ from omnimem_ref.policies.queries import chunk_tail
 
 
 def pool_votes(votes: torch.Tensor, kernel: int) -> torch.Tensor:
-    """(layers, n) -> (layers, n): ``avg_pool1d`` along the rows, stride 1, ``kernel // 2`` zeros
+    """(units, n) -> (units, n): ``avg_pool1d`` along the rows, stride 1, ``kernel // 2`` zeros
     padded at each end (counted in the mean, as SnapKV and kvpress pool)."""
     if votes.shape[1] == 0:
         return votes
@@ -59,7 +59,7 @@ def pool_votes(votes: torch.Tensor, kernel: int) -> torch.Tensor:
 def window_votes(
     memory: KVMemory, context: ChunkContext, window: int = 32, kernel: int = 7
 ) -> tuple[torch.Tensor, int]:
-    """(layers, tokens) pooled votes and the window's length ``w``.
+    """(units, tokens) pooled votes and the window's length ``w``.
 
     The chunk's tokens are memory's last rows (compression has not run yet), so the window is the
     rows ``[-w:]``; the rows before it and the window are pooled separately.
@@ -72,7 +72,7 @@ def window_votes(
 
 
 def newest_evictable(memory: KVMemory, last: int, counts: torch.Tensor) -> torch.Tensor:
-    """(layers, tokens) booleans: per layer ``l``, the ``counts[l]`` newest evictable rows among
+    """(units, tokens) booleans: per unit ``l``, the ``counts[l]`` newest evictable rows among
     memory's ``last`` rows."""
     evictable = ~memory.must_keep()
     in_tail = torch.arange(len(memory), device=evictable.device) >= len(memory) - last

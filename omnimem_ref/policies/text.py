@@ -37,31 +37,36 @@ def compress_text_cache(
 
     ``budget``: tokens (``500``) or a fraction of the cache (``0.1``), as on the command line.
     ``hidden_states``: the prefill's ``output.hidden_states`` (batch 1), for policies with queries.
-    Kept rows are (layers, kept) original positions, ascending, assuming the prefill started at
-    position 0. A budget at least the cache's length keeps everything.
+    Kept rows are (units, kept) original positions, ascending, assuming the prefill started at
+    position 0: one row per layer, or per key/value head of each layer for a head-wise policy
+    (:mod:`~omnimem_ref.policies.per_head`). A budget at least the cache's length keeps everything.
     """
     n_layers = model.config.num_hidden_layers
+    units_per_layer = model.config.num_key_value_heads if policy.head_wise else 1
     n = cache.get_seq_length()
     tokens = (budget if isinstance(budget, Budget) else parse_budget(budget)).resolve(n)
     device = model.device
-    everything = torch.arange(n, device=device).expand(n_layers, -1)
+    everything = torch.arange(n, device=device).expand(n_layers * units_per_layer, -1)
     if tokens >= n:
         return cache, everything
-    memory = _text_memory(cache, n_layers, n, device)
+    memory = _text_memory(cache, n_layers, units_per_layer, n, device)
     kept = policy.select(memory, tokens, _context(model, hidden_states, n, prompt_ids))
     memory.keep(kept)
     return memory.cache, kept
 
 
-def _text_memory(cache: DynamicCache, n_layers: int, n: int, device: torch.device) -> KVMemory:
-    memory = KVMemory(n_layers)
+def _text_memory(
+    cache: DynamicCache, n_layers: int, units_per_layer: int, n: int, device: torch.device
+) -> KVMemory:
+    memory = KVMemory(n_layers, units_per_layer)
     memory.cache = cache
     memory.keep_modalities = frozenset()  # no protected prefix in a plain text cache
+    units = memory.n_units
     memory.meta = TokenMeta(
-        modality=torch.full((n_layers, n), TEXT, device=device),
-        seconds=torch.full((n_layers, n), -1.0, device=device),
-        patch=torch.full((n_layers, n), -1, device=device),
-        position=torch.arange(n, device=device).expand(n_layers, -1).clone(),
+        modality=torch.full((units, n), TEXT, device=device),
+        seconds=torch.full((units, n), -1.0, device=device),
+        patch=torch.full((units, n), -1, device=device),
+        position=torch.arange(n, device=device).expand(units, -1).clone(),
     )
     memory.check_aligned()
     return memory

@@ -36,7 +36,7 @@ from omnimem_ref.policies.selection import best_first
 
 
 def top_rows(scores: torch.Tensor, counts: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(layers, tokens) booleans: per layer ``l``, the ``counts[l]`` best-scoring ``candidates``
+    """(units, tokens) booleans: per unit ``l``, the ``counts[l]`` best-scoring ``candidates``
     (ties: the earlier row)."""
     ranked = best_first(scores.float().masked_fill(~candidates, float("-inf")))
     rank = torch.empty_like(ranked).scatter_(

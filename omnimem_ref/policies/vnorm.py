@@ -18,8 +18,8 @@ from omnimem_ref.policies.composed import ComposedPolicy
 
 
 def value_norm_scores(memory: KVMemory) -> torch.Tensor:
-    """(layers, tokens): ``mean_g ||v_i^g||₂`` over key/value heads ``g``."""
-    return memory.all_values().float().norm(dim=-1).mean(dim=1)
+    """(units, tokens): ``mean_g ||v_i^g||₂`` over the key/value heads ``g`` of each unit."""
+    return memory.per_unit(memory.all_values().float().norm(dim=-1))
 
 
 @dataclass

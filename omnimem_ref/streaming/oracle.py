@@ -38,7 +38,7 @@ def answer_kl_oracle(
     for i in range(len(memory)):
         session.memory = copy.deepcopy(memory)
         rest = torch.arange(len(memory), device=positions.device) != i
-        session.memory.keep(rest.nonzero().flatten().expand(memory.n_layers, -1))
+        session.memory.keep(rest.nonzero().flatten().expand(memory.n_units, -1))
         without = _probabilities(session, question, options)
         divergences.append((full * (full.log() - without.log())).sum())  # KL(p || p^{-i})
     session.memory = memory

@@ -6,7 +6,9 @@ The protocol (docs/design.md §4):
 2. Each chunk (one or more 2-second steps: frame tokens, then audio tokens) is run through the
    backbone with explicit ``position_ids`` (original positions keep counting after evictions)
    and an explicit 4D mask (all of memory visible, causal inside the chunk). Its keys and values
-   are appended to transformers' ``DynamicCache``.
+   are appended to transformers' ``DynamicCache``. The model's stream makes the chunk
+   (:class:`~omnimem_ref.core.Chunk`: embeddings, token metadata, rotary positions), so the
+   same session drives TinyOmni and Qwen2.5-Omni's thinker (``docs/qwen2_5_omni.md``).
 3. If a layer now holds more than ``budget`` tokens, the policy picks which to keep: ``budget``
    of them, or ``(1 - slack) · budget`` with a ``slack``, so that the next few chunks fit
    without compressing again (one compression then serves several chunks; memory still never
@@ -24,11 +26,21 @@ from typing import Any
 
 import torch
 
-from omnimem_ref.core import TEXT, ChunkContext, KVMemory, StreamingModel, TokenMeta, cache_argument
+from omnimem_ref.core import (
+    TEXT,
+    ChunkContext,
+    KVMemory,
+    StreamingModel,
+    TokenMeta,
+    cache_argument,
+    plain_text_positions,
+    record_rotary,
+    rotary_position_ids,
+)
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.masks import attention_mask, chunk_visibility
 from omnimem_ref.policies.base import CompressionPolicy
-from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.streaming.stream import Stream
 
 
 @dataclass
@@ -57,6 +69,7 @@ class MemoryReport:
 class Answer:
     choice: str
     probabilities: dict[str, float]
+    logits: dict[str, float] | None = None  # each option's answer-token logit
 
 
 class StreamingSession:
@@ -78,9 +91,16 @@ class StreamingSession:
         self.prompts = model.prompt_format(tokenizer)  # the model's own text conventions
         self.policy = policy  # None: nothing is ever evicted
         self.steps_per_chunk = steps_per_chunk
-        self.memory = KVMemory(model.config.text_config.num_hidden_layers)
+        text_config = model.config.text_config
+        # One token set per layer, or per key/value head for a head-wise policy (policies.per_head).
+        head_wise = policy is not None and policy.head_wise
+        units_per_layer = text_config.num_key_value_heads if head_wise else 1
+        self.memory = KVMemory(text_config.num_hidden_layers, units_per_layer)
         self.device = model.device  # token metadata lives beside the cache it describes
         self.next_position = 0
+        self.next_rotary = 0  # the rotary position text appended now would start at
+        # The model's rule for numbering text rotary positions (plain RoPE unless it has its own).
+        self.text_positions = getattr(model, "text_positions", plain_text_positions)
         self.reports: list[MemoryReport] = []
         # (positions of the tokens appended, positions in memory per layer just before): enough to
         # replay this session's evictions as attention masks (see `replay_visibility`).
@@ -95,52 +115,58 @@ class StreamingSession:
         self.budget = budget
         self.slack = slack
         meta = _text_meta(len(prompt), 0, self.device)
-        nothing = torch.zeros(self.memory.n_layers, 0, dtype=torch.long, device=self.device)
+        nothing = torch.zeros(self.memory.n_units, 0, dtype=torch.long, device=self.device)
         self.history.append((meta.position, nothing))
-        self._append(self.model.embed_text(prompt), meta)
+        self._append(self.model.embed_text(prompt), meta, self.text_positions(prompt, 0))
+        self.origin = self.next_rotary  # where the stream's rotary positions start
 
     @torch.no_grad()
-    def _append(self, embeddings: torch.Tensor, meta: TokenMeta) -> tuple[torch.Tensor, ...]:
-        """Run ``embeddings`` (tokens, hidden) after memory; return each layer's input and the
-        final hidden states (the tuple transformers calls ``hidden_states``)."""
+    def _append(
+        self, embeddings: torch.Tensor, meta: TokenMeta, rotary: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """Run ``embeddings`` (tokens, hidden) after memory at rotary positions ``rotary``
+        (rows, tokens); return each layer's input and the final hidden states (the tuple
+        transformers calls ``hidden_states``)."""
         n_chunk = embeddings.shape[0]
         visible = chunk_visibility(len(self.memory), n_chunk, self.device)
         mask = attention_mask(visible, self.model.backbone.config, embeddings.dtype)
         out = self.model.backbone(
             inputs_embeds=embeddings.unsqueeze(0),
             attention_mask=mask,
-            position_ids=meta.position.unsqueeze(0),
+            position_ids=rotary_position_ids(rotary.unsqueeze(1)),  # (1, n) or (3, 1, n)
             **cache_argument(self.model.backbone, self.memory.cache),
             use_cache=True,
             output_hidden_states=True,
         )
         self.memory.record(meta)
+        record_rotary(self.memory, rotary)
         self.next_position = int(meta.position[-1]) + 1
+        self.next_rotary = int(rotary.max()) + 1
         return out.hidden_states
 
-    def feed(self, inputs: StreamInputs, steps: range) -> MemoryReport:
+    def feed(self, inputs: Stream, steps: range) -> MemoryReport:
         """Write the tokens of ``steps`` to memory, then compress to the budget if needed."""
         model = self.model
-        seconds_v = inputs.frame_seconds()[steps.start : steps.stop]
-        seconds_a = inputs.audio_seconds()[steps.start : steps.stop]
-        patches = inputs.patches[steps.start : steps.stop].to(self.device)
-        windows = inputs.audio[steps.start : steps.stop].to(self.device)
         with torch.no_grad():
-            visual = model.encode_visual(patches, seconds_v)
-            audio = model.encode_audio(windows, seconds_a)
-            tokens = model.interleave(visual, audio)
-        meta = inputs.step_meta(steps, self.next_position).map(lambda x: x.to(self.device))
+            chunk = inputs.chunk(model, steps, self.next_position, self.origin)
+        meta = chunk.meta.map(lambda x: x.to(self.device))
+        rotary = chunk.rotary.to(self.device)
         assert self.memory.meta is not None
         self.history.append((meta.position, self.memory.meta.position.clone()))
         started = self._clock()
-        hidden_states = self._append(tokens, meta)
+        hidden_states = self._append(chunk.embeddings, meta, rotary)
         prefilled = self._clock()
         peak = len(self.memory)
         compressed = self.policy is not None and self.budget is not None and peak > self.budget
         if compressed:
             assert self.policy is not None
             context = ChunkContext(
-                model, hidden_states[:-1], meta.position, question_ids=self._question_ids
+                model,
+                hidden_states[:-1],
+                meta.position,
+                question_ids=self._question_ids,
+                rotary=rotary,
+                text_positions=self.text_positions,
             )
             with torch.no_grad():
                 kept = self.policy.select(self.memory, self.compress_to(), context)
@@ -148,7 +174,7 @@ class StreamingSession:
         compress_seconds = self._clock() - prefilled if compressed else 0.0
         report = MemoryReport(
             step=steps.stop - 1,
-            seconds=steps.stop * inputs.spec.step_seconds,
+            seconds=steps.stop * inputs.step_seconds,
             peak_tokens=peak,
             tokens=self.memory.tokens_by_modality(),
             bytes=self.memory.bytes_by_modality(),
@@ -174,7 +200,7 @@ class StreamingSession:
         return time.perf_counter()
 
     def stream(
-        self, inputs: StreamInputs, on_chunk: Callable[[MemoryReport], None] | None = None
+        self, inputs: Stream, on_chunk: Callable[[MemoryReport], None] | None = None
     ) -> list[MemoryReport]:
         """Feed the whole clip, ``steps_per_chunk`` steps at a time."""
         for start in range(0, inputs.n_steps, self.steps_per_chunk):
@@ -187,18 +213,28 @@ class StreamingSession:
 
     @torch.no_grad()
     def answer(self, question: str, options: Sequence[str]) -> Answer:
-        """Score each option by the logit of its word after the question; memory is unchanged."""
-        ids = self._question_ids(question)
-        option_ids = torch.tensor([self.prompts.option_id(option) for option in options])
+        """Score each option by the logit of its answer token (its word, or its letter) after the
+        question; memory is unchanged."""
+        question_ids, answer_ids = self.prompts.choice_ids(question, options)
+        ids = torch.tensor(question_ids, device=self.device)
+        option_ids = torch.tensor(answer_ids)
+        next_rotary = self.next_rotary
         hidden_states = self._append(
-            self.model.embed_text(ids), _text_meta(len(ids), self.next_position, self.device)
+            self.model.embed_text(ids),
+            _text_meta(len(ids), self.next_position, self.device),
+            self.text_positions(ids, next_rotary),
         )
         self.memory.drop_last(len(ids))
         self.next_position -= len(ids)
+        self.next_rotary = next_rotary
         logits = self.model.answer_logits(hidden_states[-1][0, -1]).cpu()[option_ids]
         probabilities = logits.softmax(-1)
         choice = options[int(probabilities.argmax())]
-        return Answer(choice, dict(zip(options, probabilities.tolist(), strict=True)))
+        return Answer(
+            choice,
+            dict(zip(options, probabilities.tolist(), strict=True)),
+            dict(zip(options, logits.tolist(), strict=True)),
+        )
 
     def replay_visibility(self) -> torch.Tensor:
         """(layers, T, T) booleans over the T tokens streamed so far: which token each token
@@ -207,6 +243,11 @@ class StreamingSession:
         One forward pass over the whole sequence with these masks gives exactly the streaming
         session's hidden states (the basis of budget-aware fine-tuning, and a test).
         """
+        if self.memory.head_wise:
+            raise OmniMemError(
+                "A head-wise memory keeps different tokens in each key/value head, which one mask "
+                "per layer cannot replay; use the policy's layer-wise form."
+            )
         n = self.next_position
         visible = torch.zeros(self.memory.n_layers, n, n, dtype=torch.bool, device=self.device)
         for new, before in self.history:

@@ -1,14 +1,34 @@
-"""A clip as the model reads it: per-step patch tokens and audio tokens, with their times."""
+"""A clip as the model reads it: per-step patch tokens and audio tokens, with their times.
+
+:class:`Stream` is what the session asks of any model's stream; :class:`StreamInputs` is
+TinyOmni's (Qwen2.5-Omni's is :class:`omnimem_ref.model.qwen_omni.ThinkerStream`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from omnimem_ref.core import AUDIO, VISUAL, TokenMeta
+from omnimem_ref.core import AUDIO, VISUAL, Chunk, StreamingModel, TokenMeta
 from omnimem_ref.features import FeatureSpec, audio_tokens, frame_patches
+
+
+class Stream(Protocol):
+    """A clip prepared for one model: ``n_steps`` steps of ``step_seconds`` each."""
+
+    @property
+    def n_steps(self) -> int: ...
+
+    @property
+    def step_seconds(self) -> float: ...
+
+    def chunk(self, model: StreamingModel, steps: range, first_position: int, origin: int) -> Chunk:
+        """The tokens of ``steps``: embeddings, metadata (sequence positions from
+        ``first_position``) and rotary positions (the stream's begin at ``origin``)."""
+        ...
 
 
 @dataclass
@@ -27,6 +47,10 @@ class StreamInputs:
     @property
     def n_steps(self) -> int:
         return int(self.patches.shape[0])
+
+    @property
+    def step_seconds(self) -> float:
+        return self.spec.step_seconds
 
     @property
     def tokens_per_step(self) -> int:
@@ -54,6 +78,21 @@ class StreamInputs:
         return StreamInputs(
             frame_patches(frames, spec), audio_tokens(waveform, spec, n_steps), spec
         )
+
+    def chunk(self, model: StreamingModel, steps: range, first_position: int, origin: int) -> Chunk:
+        """TinyOmni's tokens of ``steps``, frame then audio step by step. Plain RoPE: the rotary
+        position is the sequence position (``origin`` is where that already is)."""
+        device = model.device
+        visual = model.encode_visual(
+            self.patches[steps.start : steps.stop].to(device),
+            self.frame_seconds()[steps.start : steps.stop],
+        )
+        audio = model.encode_audio(
+            self.audio[steps.start : steps.stop].to(device),
+            self.audio_seconds()[steps.start : steps.stop],
+        )
+        meta = self.step_meta(steps, first_position)
+        return Chunk(model.interleave(visual, audio), meta, meta.position.unsqueeze(0))
 
     def step_meta(self, steps: range, first_position: int) -> TokenMeta:
         """Metadata of the tokens of ``steps``, in stream order (frame tokens, then audio)."""

@@ -31,6 +31,7 @@ from peft import LoraConfig, PeftModel
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.model.adapter import (
     LORA_TARGETS,
     attach_lora,
@@ -188,7 +189,11 @@ def finetune(
     """Train a LoRA adapter for ``config.policy`` and save it to ``out_dir`` (peft format).
 
     Clips are rendered on the CPU; both passes run on ``device``."""
-    make_policy(config.policy)  # an unknown name fails before any work
+    if make_policy(config.policy).head_wise:  # an unknown name fails before any work, too
+        raise OmniMemError(
+            f"Budget-aware fine-tuning replays memory as one mask per layer, which a head-wise "
+            f"policy ({config.policy}) cannot give; fine-tune with its layer-wise form."
+        )
     fingerprint = model_fingerprint(model)
     torch.nn.Module.to(model, device)
     torch.manual_seed(config.seed)
