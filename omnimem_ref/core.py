@@ -284,7 +284,9 @@ def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
 # A model supplies: ``.backbone`` (below), ``.device``, ``.config.text_config.num_hidden_layers``,
 # ``prompt_format(tokenizer)`` (a :class:`PromptFormat`), ``embed_text(ids)`` -> (n, hidden),
 # ``answer_logits(hidden)`` -> vocabulary logits and, where text is not numbered 1, 2, 3, … by
-# plain RoPE, ``text_positions(ids, start)`` -> (rows, n) (default :func:`plain_text_positions`).
+# plain RoPE, ``text_positions(ids, start)`` -> (rows, n) (default :func:`plain_text_positions`);
+# for compacted positions (``streaming.compaction``), ``time_rows(modality)`` -> which rotary rows
+# carry time (default: all).
 # Its stream (what it made of a clip) supplies ``n_steps``, ``step_seconds`` and
 # ``chunk(model, steps, first_position, origin)`` -> :class:`Chunk`: embeddings, token metadata
 # and rotary positions of those steps.
@@ -360,6 +362,13 @@ def rotary_positions(memory: KVMemory) -> torch.Tensor:
 
     stored = memory.per_token(ROTARY_STORE, plain)  # (layers, units per layer, tokens, rows)
     return stored.permute(3, 0, 1, 2).flatten(1, 2)
+
+
+def replace_rotary(memory: KVMemory, rotary: torch.Tensor) -> None:
+    """Give memory's rows new rotary positions (rows, units, tokens), once their keys have been
+    re-rotated to match (``omnimem_ref.streaming.compaction``)."""
+    per_row = rotary.permute(1, 2, 0).unflatten(0, (memory.n_layers, memory.units_per_layer))
+    memory._per_token[ROTARY_STORE] = per_row.contiguous()
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""Stream a clip through TinyOmni with a compression policy and answer its questions.
+"""Stream a clip through TinyOmni (or Qwen2.5-Omni) with a compression policy; answer its questions.
 
 By default it streams the first bundled sample clip under OmniMem with 10% of the full stream's
 memory, prints each question with the truth and the model's answer, and writes a PNG of KV memory
-per modality over time. ``--policy full`` keeps everything.
+per modality over time. ``--policy full`` keeps everything. ``--model DIR`` streams through a
+local Qwen2.5-Omni thinker instead (``docs/qwen2_5_omni.md``), answering by the option letters.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,13 +19,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from omnimem_ref.budget import parse_budget
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import (
+    add_threads_argument,
+    apply_threads,
+    check_device,
+    require_at_least_one,
+)
 from omnimem_ref.dataset import load_dataset, sample_clips_dir
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import read_stream
 from omnimem_ref.features import stream_tokens
 from omnimem_ref.model.checkpoint import load_model
-from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.plots import plot_memory
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
@@ -41,23 +47,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
+    parser.add_argument(
+        "--model",
+        help="a local Qwen2.5-Omni thinker folder (save_pretrained + tokenizer files) to stream "
+        "through instead of TinyOmni; nothing is downloaded",
+    )
+    parser.add_argument(
+        "--rotary-limit",
+        type=int,
+        help="compact memory's rotary positions before they reach this (e.g. 32768, Qwen2.5-Omni's "
+        "trained range, passed after ~22 minutes); default: never",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "bfloat16", "float16"),
+        help="weights of --model (default: bfloat16 on cuda, float32 on cpu)",
+    )
     parser.add_argument("--out", default="outputs", help="folder for the memory plot")
     add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
+    require_at_least_one(args, "--rotary-limit")
     policy = make_policy(args.policy)
     budget = parse_budget(args.budget) if args.policy != "full" else None
-    model, tokenizer = load_model(args.checkpoint, args.adapter)
+    check_device(args.device)
     clip_path = Path(args.clip) if args.clip else sample_clips_dir() / SAMPLE_CLIP
-    inputs = read_stream(model, clip_path)
-    full_tokens = stream_tokens(prompt_length(tokenizer), inputs.n_steps, inputs.tokens_per_step)
+    model: Any  # TinyOmni, or Qwen2.5-Omni's thinker: the same session drives both
+    inputs: Any  # the clip as that model reads it (a streaming.stream.Stream)
+    if args.model is not None:
+        if args.adapter or args.checkpoint:
+            raise OmniMemError(
+                "--checkpoint and --adapter are TinyOmni's; leave them out with --model."
+            )
+        from omnimem_ref.model.qwen_omni.loading import load_thinker, read_thinker_stream
+
+        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+        model = load_thinker(args.model, args.device, dtype)
+        tokenizer = model.tokenizer
+        inputs = read_thinker_stream(model, clip_path)
+    else:
+        if args.dtype is not None:
+            raise OmniMemError("--dtype applies to --model; TinyOmni runs in float32.")
+        tiny, tokenizer = load_model(args.checkpoint, args.adapter)
+        model = tiny.to(args.device)
+        inputs = read_stream(model, clip_path)
+    prefix = len(model.prompt_format(tokenizer).prompt_ids())
+    full_tokens = stream_tokens(prefix, inputs.n_steps, inputs.tokens_per_step)
     tokens = budget.resolve(full_tokens) if budget is not None else None
-    session = StreamingSession(model, tokenizer, policy, tokens)
+    session = StreamingSession(model, tokenizer, policy, tokens, rotary_limit=args.rotary_limit)
     reports = session.stream(inputs)
     print(
-        f"{clip_path.name}: {inputs.duration:g} s, {inputs.n_steps} steps, "
+        f"{clip_path.name}: {inputs.n_steps * inputs.step_seconds:g} s, {inputs.n_steps} steps, "
         f"{full_tokens} tokens with full memory; policy {args.policy}, budget {tokens or 'none'}"
     )
     if tokens is not None and tokens >= full_tokens:

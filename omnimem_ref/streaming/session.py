@@ -15,6 +15,10 @@ The protocol (docs/design.md §4):
    holds more than the budget plus one chunk).
 4. A question is appended the same way, its answer read from the logits of the option words,
    and its tokens are then dropped again, so memory is the same for every question.
+
+With ``rotary_limit``, a chunk whose rotary positions would reach the limit (e.g. the model's
+trained 32,768) first has memory's positions compacted, StreamingLLM-style
+(:mod:`omnimem_ref.streaming.compaction`): for streams longer than the model's position range.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from omnimem_ref.core import (
     plain_text_positions,
     record_rotary,
     rotary_position_ids,
+    rotary_positions,
 )
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.masks import attention_mask, chunk_visibility
 from omnimem_ref.policies.base import CompressionPolicy
+from omnimem_ref.streaming.compaction import compact, time_rows
 from omnimem_ref.streaming.stream import Stream
 
 
@@ -83,6 +89,7 @@ class StreamingSession:
         budget: int | None = None,
         steps_per_chunk: int = 1,
         slack: float = 0.0,
+        rotary_limit: int | None = None,
     ) -> None:
         if not 0 <= slack < 1:
             raise OmniMemError(f"The slack must be at least 0 and below 1, got {slack}.")
@@ -119,6 +126,8 @@ class StreamingSession:
         self.history.append((meta.position, nothing))
         self._append(self.model.embed_text(prompt), meta, self.text_positions(prompt, 0))
         self.origin = self.next_rotary  # where the stream's rotary positions start
+        self.rotary_limit = rotary_limit  # None: positions are never compacted
+        self.time_shift = 0  # how far compactions have moved the stream's time back
 
     @torch.no_grad()
     def _append(
@@ -150,7 +159,9 @@ class StreamingSession:
         with torch.no_grad():
             chunk = inputs.chunk(model, steps, self.next_position, self.origin)
         meta = chunk.meta.map(lambda x: x.to(self.device))
-        rotary = chunk.rotary.to(self.device)
+        rotary = self._shifted(chunk.rotary.to(self.device), meta)
+        if self.rotary_limit is not None and int(rotary.max()) >= self.rotary_limit:
+            rotary = self._compact(rotary, meta)
         assert self.memory.meta is not None
         self.history.append((meta.position, self.memory.meta.position.clone()))
         started = self._clock()
@@ -184,6 +195,29 @@ class StreamingSession:
         )
         self.reports.append(report)
         return report
+
+    def _shifted(self, rotary: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
+        """A chunk's rotary positions, its time moved back as far as compactions moved memory's."""
+        if self.time_shift == 0:
+            return rotary
+        moving = time_rows(self.model, meta.modality, len(rotary))
+        return rotary - self.time_shift * moving
+
+    def _compact(self, rotary: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
+        """Compact memory's positions; return the chunk's, continuing right after them."""
+        with torch.no_grad():
+            compact(self.memory, self.model, self.origin)
+        latest = int(rotary_positions(self.memory)[0].max())
+        step = int(rotary[0].min()) - (latest + 1)  # the chunk's first time moves to latest + 1
+        self.time_shift += step
+        moved = rotary - step * time_rows(self.model, meta.modality, len(rotary))
+        assert self.rotary_limit is not None
+        if int(moved.max()) >= self.rotary_limit:
+            raise OmniMemError(
+                f"Even compacted, memory and one chunk span {int(moved.max()) + 1} rotary "
+                f"positions, beyond the limit of {self.rotary_limit}; use a smaller budget."
+            )
+        return moved
 
     def _question_ids(self, question: str) -> torch.Tensor:
         return torch.tensor(self.prompts.question_ids(question), device=self.device)

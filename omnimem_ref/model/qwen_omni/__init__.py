@@ -1,0 +1,12 @@
+"""Qwen2.5-Omni's thinker behind the streaming session (``docs/qwen2_5_omni.md``).
+
+- :mod:`.positions`: TMRoPE, each token's (time, height, width) rotary positions, chunk by chunk;
+- :mod:`.inputs`: frames and audio as the thinker reads them, a clip as a stream of 2-s chunks;
+- :mod:`.model`: the thinker as a streaming model (the boundary of ``omnimem_ref.core``);
+- :mod:`.loading`: a local checkpoint folder and a clip file, with one-sentence errors.
+"""
+
+from omnimem_ref.model.qwen_omni.inputs import ThinkerStream, VisionSettings
+from omnimem_ref.model.qwen_omni.model import QwenOmniThinker, ThinkerPrompts
+
+__all__ = ["QwenOmniThinker", "ThinkerPrompts", "ThinkerStream", "VisionSettings"]
