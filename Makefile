@@ -15,7 +15,7 @@ BIN = $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 STAMP = $(VENV)/.installed
 
-.PHONY: demo notebooks notebook-outputs test lint typecheck pytest nbval wheel-demo clean-venv
+.PHONY: demo notebooks notebook-outputs html test lint typecheck pytest nbval wheel-demo clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ notebook-outputs: $(STAMP)
 		OMNIMEM_STATIC=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
 	done
+
+# The committed, executed notebooks as static HTML pages (figures included), for reading without
+# Jupyter: nothing is re-executed, so the pages show exactly the committed outputs.
+HTML_DIR = build/html
+html: $(STAMP)
+	mkdir -p $(HTML_DIR)
+	$(BIN)/jupyter nbconvert --to html --output-dir $(HTML_DIR) notebooks/*.ipynb
+	@echo "open $(HTML_DIR)/00_synthetic_world.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check omnimem_ref tests notebooks

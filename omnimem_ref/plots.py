@@ -12,7 +12,11 @@ import pandas as pd
 import seaborn as sns
 import torch
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.patches import Patch
 
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.core import KVMemory
@@ -21,6 +25,7 @@ from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES, TEXT, VISUAL
 from omnimem_ref.policies.omnimem import ABLATIONS
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
+from omnimem_ref.world import FAMILIES
 
 MODALITY_COLOURS = dict(zip(MODALITY_NAMES, sns.color_palette("colorblind", 3), strict=True))
 
@@ -89,19 +94,21 @@ def survival(memory: KVMemory, n_steps: int, spec: FeatureSpec) -> Survival:
 
 
 def token_map(memory: KVMemory, values: torch.Tensor, n_steps: int, spec: FeatureSpec) -> Survival:
-    """Lay per-token ``values`` (layers, tokens) of ``memory`` out like a survival map: each
+    """Lay per-token ``values`` (layers, tokens) of ``memory`` out like a survival map (a row per
+    layer, or per key/value head where each head keeps its own tokens): each
     frame's patches in their grid, each step's audio tokens (0 where a token is not held). With
     booleans it is :func:`survival`; with scores, it shows where a score puts its weight."""
     assert memory.meta is not None
     meta = memory.meta
     grid, per_audio = spec.grid, spec.audio_tokens_per_step
     dtype = bool if values.dtype == torch.bool else float
-    visual = np.zeros((memory.n_layers, n_steps, grid, grid), dtype=dtype)
-    audio = np.zeros((memory.n_layers, n_steps, per_audio), dtype=dtype)
+    units = meta.modality.shape[0]  # layers, or heads of layers where each head keeps its own
+    visual = np.zeros((units, n_steps, grid, grid), dtype=dtype)
+    audio = np.zeros((units, n_steps, per_audio), dtype=dtype)
     step = (meta.seconds / spec.step_seconds).floor().long()
     slot = ((meta.seconds - step * spec.step_seconds) / (spec.step_seconds / per_audio)).floor()
     values = values.detach().cpu()
-    for layer in range(memory.n_layers):
+    for layer in range(units):
         is_visual = meta.modality[layer] == VISUAL
         k, p = step[layer][is_visual].numpy(), meta.patch[layer][is_visual].numpy()
         visual[layer, k, p // grid, p % grid] = values[layer][is_visual].numpy()
@@ -126,45 +133,132 @@ def stream_with_survival(
     return reports, snapshots
 
 
-def plot_survival_map(
-    kept: Survival,
-    layer: int | None = None,
-    axes: tuple[Axes, Axes] | None = None,
-    title: str | None = None,
-    cmap: str = "viridis",
-) -> tuple[Axes, Axes]:
-    """Two strips over stream time: each frame's 4x4 patches (top) and the audio tokens (bottom).
+SURVIVAL_EVICTED = "#ececec"  # an evicted token: background, so what is kept stands out
+EVIDENCE_COLOUR = "crimson"
 
-    A cell is bright where the token survives: for one ``layer`` 0 or 1, otherwise the fraction
-    of layers that still hold it.
-    """
-    if axes is None:
-        _, axes = plt.subplots(
-            2, 1, figsize=(12, 2.2), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
-        )
+
+def survival_scale(n_layers: int, layer: int | None = None) -> tuple[Colormap, Normalize, dict]:
+    """Colours of a survival map and its colourbar's ticks: light grey for an evicted token, then
+    darker for more layers holding it (``mako``), one colour per count, so 1 of 4 layers is as
+    easy to see as all 4. With one ``layer``: evicted or kept."""
+    levels = 1 if layer is not None else n_layers
+    kept = sns.color_palette("mako_r", as_cmap=True)(np.linspace(0.3, 0.9, levels))
+    cmap = ListedColormap([SURVIVAL_EVICTED, *kept])
+    step = 1 / levels
+    norm = BoundaryNorm(np.arange(-step / 2, 1 + step, step), cmap.N)
+    if levels == 1:
+        labels = ["evicted", "kept"]
+    else:
+        labels = ["evicted", *[f"{k} of {levels} layers" for k in range(1, levels)]]
+        labels.append(f"all {levels} layers")
+    ticks = {"ticks": np.linspace(0, 1, levels + 1), "labels": labels}
+    return cmap, norm, ticks
+
+
+def value_scale(kept: Survival, layer: int | None = None) -> tuple[Colormap, Normalize]:
+    """Colours of a map of per-token values (scores, KL): 0 light, the map's own largest value
+    darkest, so the scale fits the data whatever its units."""
+    visual, audio = kept.mean(layer)
+    top = max(float(visual.max(initial=0)), float(audio.max(initial=0)))
+    return sns.color_palette("mako_r", as_cmap=True), Normalize(0, top if top > 0 else 1)
+
+
+def _strips(
+    kept: Survival, layer: int | None, axes: tuple[Axes, Axes], cmap: Colormap, norm: Normalize
+) -> AxesImage:
+    """Draw the visual strip (each frame's 4x4 patches side by side) and the audio strip."""
     visual, audio = kept.mean(layer)
     steps, grid, _ = visual.shape
     end = steps * kept.step_seconds
     ax_v, ax_a = axes
     strip = np.concatenate(list(visual), axis=1) if steps else np.zeros((grid, 0))
-    ax_v.imshow(
-        strip, aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=(0, end, grid, 0),
+    image = ax_v.imshow(
+        strip, aspect="auto", cmap=cmap, norm=norm, extent=(0, end, grid, 0),
         interpolation="nearest",
     )  # fmt: skip
-    for k in range(1, steps):
-        ax_v.axvline(k * kept.step_seconds, color="white", lw=0.6)
-    ax_v.set_yticks([])
-    ax_v.set_ylabel("visual\n4×4", fontsize=8)
+    for k in range(1, steps):  # frame boundaries
+        ax_v.axvline(k * kept.step_seconds, color="0.8", lw=0.5)
     ax_a.imshow(
-        audio.reshape(1, -1), aspect="auto", cmap=cmap, vmin=0, vmax=1, extent=(0, end, 1, 0),
+        audio.reshape(1, -1), aspect="auto", cmap=cmap, norm=norm, extent=(0, end, 1, 0),
         interpolation="nearest",
     )  # fmt: skip
-    ax_a.set_yticks([])
-    ax_a.set_ylabel("audio", fontsize=8)
+    for ax, label in ((ax_v, "visual\n4×4 patches"), (ax_a, "audio")):
+        ax.set_yticks([])
+        ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+        ax.grid(False)
     ax_a.set_xlabel("stream time (s)")
+    return image
+
+
+def mark_evidence(axes: tuple[Axes, Axes], spans: Sequence[tuple[float, float]]) -> None:
+    """Outline each evidence span (e.g. a question's ``evidence_time``) on both strips, with a
+    bar above the visual strip so a span is visible even over dark cells."""
+    ax_v, ax_a = axes
+    for start, end in spans:
+        for ax in axes:
+            ax.axvspan(start, end, fill=False, edgecolor=EVIDENCE_COLOUR, lw=1.2)
+        ax_v.plot(
+            [start, end], [0, 0], color=EVIDENCE_COLOUR, lw=5, clip_on=False,
+            solid_capstyle="butt",
+        )  # fmt: skip
+
+
+def evidence_handle() -> Patch:
+    """A legend entry for :func:`mark_evidence`'s outlines."""
+    return Patch(fill=False, edgecolor=EVIDENCE_COLOUR, lw=1.2, label="question evidence")
+
+
+def survival_title(name: str, kept: Survival, layer: int | None = None) -> str:
+    """``name: 12% of visual, 40% of audio tokens kept`` for a survival map; ``name`` for a map
+    of values."""
+    if kept.visual.dtype != bool:
+        return name
+    visual, audio = kept.mean(layer)
+    return f"{name}: {visual.mean():.0%} of visual, {audio.mean():.0%} of audio tokens kept"
+
+
+def plot_survival_map(
+    kept: Survival,
+    layer: int | None = None,
+    axes: tuple[Axes, Axes] | None = None,
+    title: str | None = None,
+    evidence: Sequence[tuple[float, float]] = (),
+    colourbar: bool = True,
+    value_label: str = "value",
+) -> tuple[Axes, Axes]:
+    """Two strips over stream time: each frame's 4x4 patches (top) and the audio tokens (bottom).
+
+    For a survival map (booleans) a cell's colour says how many layers still hold the token
+    (:func:`survival_scale`), or, for one ``layer``, whether it holds it; for a map of values
+    (:func:`token_map` with scores) the scale runs from 0 to the map's largest value, labelled
+    ``value_label``. ``evidence``: time spans outlined in red (:func:`mark_evidence`).
+    """
+    if axes is None:
+        _, axes = plt.subplots(
+            2, 1, figsize=(12, 2.4), sharex=True, layout="constrained",
+            gridspec_kw={"height_ratios": [3, 1.2]},
+        )  # fmt: skip
+    if kept.visual.dtype == bool:
+        cmap, norm, ticks = survival_scale(kept.visual.shape[0], layer)
+        label = "held by" if layer is None else f"layer {layer}"
+    else:
+        (cmap, norm), ticks, label = value_scale(kept, layer), {}, value_label
+    image = _strips(kept, layer, axes, cmap, norm)
+    mark_evidence(axes, evidence)
     if title is not None:
-        ax_v.set_title(title, fontsize=10)
-    return ax_v, ax_a
+        axes[0].set_title(title, fontsize=10)
+    if colourbar:
+        add_colourbar(image, list(axes), label, ticks)
+    return axes[0], axes[1]
+
+
+def add_colourbar(image: ScalarMappable, axes: list[Axes], label: str, ticks: Mapping) -> None:
+    """A colourbar beside ``axes`` saying what a cell's colour means."""
+    bar = axes[0].figure.colorbar(image, ax=axes, fraction=0.04, pad=0.01, aspect=12)
+    bar.set_label(label, fontsize=8)
+    if ticks:
+        bar.set_ticks(ticks["ticks"], labels=ticks["labels"])
+    bar.ax.tick_params(labelsize=7)
 
 
 def plot_survival_maps(
@@ -172,33 +266,37 @@ def plot_survival_maps(
     layer: int | None = None,
     width: float = 12,
     evidence: Sequence[tuple[float, float]] = (),
+    value_label: str = "value",
 ) -> Figure:
     """One :func:`plot_survival_map` per entry (e.g. per policy), stacked, sharing the time axis.
 
-    ``evidence``: time spans (e.g. the questions' ``evidence_time``) outlined in red on every map.
+    Survival maps share one colourbar (how many layers hold a token); maps of values get one each,
+    since their scales differ. ``evidence``: time spans (e.g. the questions' ``evidence_time``)
+    outlined in red on every map.
     """
     fig, axes = plt.subplots(
-        2 * len(maps),
-        1,
-        figsize=(width, 1.9 * len(maps)),
-        sharex=True,
-        gridspec_kw={"height_ratios": [4, 1] * len(maps)},
-        squeeze=False,
-    )
-    for i, (name, kept) in enumerate(maps.items()):
-        ax_v, ax_a = axes[2 * i, 0], axes[2 * i + 1, 0]
-        title = name
-        if kept.visual.dtype == bool:  # a survival map, not a map of scores
-            held = kept.mean(layer)
-            title += f": {held[0].mean():.0%} of visual, {held[1].mean():.0%} of audio tokens kept"
-        plot_survival_map(kept, layer, (ax_v, ax_a), title=title)
-        for start, end in evidence:
-            for ax in (ax_v, ax_a):
-                ax.axvspan(start, end, fill=False, edgecolor="red", lw=1.2)
-            ax_v.plot([start, end], [0, 0], color="red", lw=5, clip_on=False, solid_capstyle="butt")
+        2 * len(maps), 1, figsize=(width, 2.1 * len(maps)), sharex=True, squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1.2] * len(maps)}, layout="constrained",
+    )  # fmt: skip
+    pairs = [(axes[2 * i, 0], axes[2 * i + 1, 0]) for i in range(len(maps))]
+    for i, ((name, kept), pair) in enumerate(zip(maps.items(), pairs, strict=True)):
+        plot_survival_map(
+            kept, layer, pair, survival_title(name, kept, layer), evidence,
+            colourbar=kept.visual.dtype != bool, value_label=value_label,
+        )  # fmt: skip
         if i < len(maps) - 1:
-            ax_a.set_xlabel("")
-    fig.tight_layout()
+            pair[1].set_xlabel("")
+    booleans = [
+        pair for pair, kept in zip(pairs, maps.values(), strict=True) if kept.visual.dtype == bool
+    ]
+    if booleans:  # one colourbar for every survival map: they share their scale
+        cmap, norm, ticks = survival_scale(next(iter(maps.values())).visual.shape[0], layer)
+        image = ScalarMappable(norm, cmap)
+        add_colourbar(image, [ax for pair in booleans for ax in pair], "held at the end by", ticks)
+    if evidence:
+        fig.legend(
+            handles=[evidence_handle()], loc="outside lower right", fontsize=8, frameon=False
+        )
     return fig
 
 
@@ -235,6 +333,7 @@ def plot_survival_timeline(
         )  # fmt: skip
         ax.set_title(f"{label} tokens still held", fontsize=10)
         ax.set_xlabel("time of the token (s)")
+        ax.grid(False)
     axes[0].set_ylabel("stream time (s)")
     axes[1].figure.colorbar(image, ax=list(axes), fraction=0.03, label="share kept")
     return axes[0], axes[1]
@@ -297,7 +396,7 @@ def plot_accuracy_vs_budget(
     family: str | None = None,
 ) -> Axes:
     """Accuracy against budget, one line per policy (styled by :func:`policy_style`); ``full``
-    as a dashed horizontal line and chance (one option in four) as a dotted one.
+    as a dashed horizontal line and chance (:func:`chance`) as a dotted one.
 
     ``records``: :class:`~omnimem_ref.benchmark.BenchRecord` objects or their JSON dicts.
     ``family``: plot one question family's accuracy instead of the overall one.
@@ -331,10 +430,45 @@ def plot_accuracy_vs_budget(
         value = accuracy(full)
         if value is not None:
             ax.axhline(value, color="black", ls="--", lw=1.2, label="full (upper bound)")
-    ax.axhline(25, color="grey", ls=":", lw=1, label="chance (1 of 4 options)")
+    ax.axhline(chance(family), color="grey", ls=":", lw=1, label="chance")
     ax.set_ylabel("accuracy (%)" if family is None else f"{family} accuracy (%)")
+    ax.set_ylim(0, 104)  # the whole scale: a 2-point gain looks like one, chance sits where it is
     ax.legend(fontsize=8, loc="best")
     return ax
+
+
+# Options per question family (omnimem_ref.world.questions): 4 shapes, 4 pitches, 4 colours, and
+# "which came first" between two objects.
+OPTIONS = {"visual": 4, "audio": 4, "binding": 4, "temporal": 2}
+
+
+def chance(family: str | None = None) -> float:
+    """Accuracy (%) of guessing: one option in four, one in two for ``temporal``; overall, the
+    mean over families (every clip asks one question of each)."""
+    if family is not None:
+        return 100 / OPTIONS[family]
+    return float(np.mean([100 / n for n in OPTIONS.values()]))
+
+
+def plot_accuracy_panels(records: Sequence[Any], title: str) -> Figure:
+    """Overall accuracy against budget (left), then one small panel per question family, every
+    panel on the same 0-100% scale so families compare at a glance; one legend below."""
+    fig = plt.figure(figsize=(15, 4.6), layout="constrained")
+    grid = fig.add_gridspec(2, 3, width_ratios=[2.2, 1, 1])
+    main = fig.add_subplot(grid[:, 0])
+    plot_accuracy_vs_budget(records, ax=main)
+    main.set_title(title)
+    handles, labels = main.get_legend_handles_labels()
+    main.legend_ = None
+    for i, family in enumerate(FAMILIES):
+        ax = fig.add_subplot(grid[i // 2, 1 + i % 2], sharey=main)
+        plot_accuracy_vs_budget(records, ax=ax, family=family)
+        ax.legend_ = None
+        if i < 2:  # the lower row's budget labels serve both rows
+            ax.tick_params(labelbottom=False)
+        ax.set(title=f"{family} (chance {chance(family):.0f}%)", xlabel="", ylabel="")
+    fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=8)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
