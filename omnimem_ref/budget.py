@@ -31,6 +31,18 @@ class Budget:
     def __str__(self) -> str:
         return str(self.tokens) if self.tokens is not None else f"{self.fraction:g}"
 
+    def label(self) -> str:
+        """How a table heads this budget: ``"5%"`` for a fraction, ``"500 tok"`` for tokens."""
+        if self.tokens is not None:
+            return f"{self.tokens} tok"
+        assert self.fraction is not None
+        return f"{100 * self.fraction:g}%"
+
+
+def budget_label(text: str) -> str:
+    """``"0.05"`` -> ``"5%"``, ``"500"`` -> ``"500 tok"``: a budget as a table heads it."""
+    return parse_budget(text).label()
+
 
 def parse_budget(text: str | float | int) -> Budget:
     """``"500"`` -> 500 tokens; ``"0.1"`` -> 10% of the stream; anything else is refused."""

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from omnimem_ref.benchmark.records import FULL, BenchResult
+from omnimem_ref.budget import budget_label
 from omnimem_ref.policies import POLICIES
 from omnimem_ref.policies.per_head import SUFFIX
 from omnimem_ref.stats import Interval, record_difference
@@ -29,7 +30,7 @@ def _percent(value: float | None) -> str:
 def accuracy_table(result: BenchResult) -> str:
     """Rows: policies; columns: budgets; cells: accuracy in % (full: the same in every column)."""
     first = 24
-    header = f"{'policy':<{first}}" + "".join(f"{b:>9}" for b in result.budgets)
+    header = f"{'policy':<{first}}" + "".join(f"{budget_label(b):>9}" for b in result.budgets)
     lines = [header, "-" * len(header)]
     full = result.full
     if full is not None:
@@ -41,7 +42,7 @@ def accuracy_table(result: BenchResult) -> str:
     n = full.n if full is not None else 0
     title = (
         f"Accuracy (%) on {n} questions from {full.clips if full else 0} clips; "
-        "budget: KV tokens per layer, or a fraction of the full stream"
+        "budget: KV tokens per layer (tok), or a share of the full stream (%)"
     )
     return "\n".join([title, *lines])
 
@@ -58,7 +59,8 @@ def family_table(result: BenchResult) -> str:
     lines = ["Accuracy (%) per question family; audio tokens kept per layer at the end", header]
     lines.append("-" * len(header))
     for r in result.records:
-        label = f"{r.policy} @ {r.budget}" if r.budget is not None else f"{r.policy} (no budget)"
+        at = f" @ {budget_label(r.budget)}" if r.budget is not None else " (no budget)"
+        label = r.policy + at
         cells = "".join(f"{_percent(r.by_family.get(f)):>10}" for f in families)
         audio = r.kept_tokens.get("audio", 0.0)
         lines.append(f"{label:<{first}}{_percent(r.accuracy):>7}{cells}{audio:>12.1f}")
@@ -70,7 +72,7 @@ def compression_cost_table(result: BenchResult) -> str:
     compression; then memory per budget (peak before and max after compression)."""
     first = 24
     width = 18
-    header = f"{'policy':<{first}}" + "".join(f"{b:>{width}}" for b in result.budgets)
+    header = f"{'policy':<{first}}" + "".join(f"{budget_label(b):>{width}}" for b in result.budgets)
     lines = [
         "Cost of scoring + selection: Σ compress time / Σ prefill time over every chunk "
         "(ms per compression)",
@@ -99,7 +101,7 @@ def compression_cost_table(result: BenchResult) -> str:
         peak = max(rows, key=lambda r: r.peak_kv_tokens)
         kept = max(r.max_kept_tokens for r in rows)
         lines.append(
-            f"{b:>10}{rows[0].budget_tokens:>12.1f}{peak.peak_kv_tokens:>10}{kept:>10.0f}"
+            f"{budget_label(b):>10}{rows[0].budget_tokens:>12.1f}{peak.peak_kv_tokens:>10}{kept:>10.0f}"
             f"{peak.peak_kv_bytes:>14,}"
         )
     if full is not None:
@@ -133,7 +135,7 @@ def difference_table(result: BenchResult, base: str = "omnimem") -> str | None:
     if base not in result.policies or not others:
         return None
     first, width = 24, 26
-    header = f"{'policy':<{first}}" + "".join(f"{b:>{width}}" for b in result.budgets)
+    header = f"{'policy':<{first}}" + "".join(f"{budget_label(b):>{width}}" for b in result.budgets)
     title = (
         f"Difference from {base} at the same budget "
         "(points; 95% paired bootstrap interval over clips)"
@@ -156,7 +158,7 @@ def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
         return None
     first, width = 36, 32  # cells: accuracy, then the change, left-aligned
     header = f"{'policy (compared with)':<{first}}" + "".join(
-        f"{b:>5}".ljust(width) for b in result.budgets
+        f"{budget_label(b):>5}".ljust(width) for b in result.budgets
     )
     title = (
         "Ablations: accuracy (%) and change from the policy each differs from by one change "
@@ -188,7 +190,9 @@ def head_wise_table(result: BenchResult) -> str | None:
     if not pairs:
         return None
     first, width = 24, 36
-    header = f"{'policy':<{first}}" + "".join(f"{b:>5}".ljust(width) for b in result.budgets)
+    header = f"{'policy':<{first}}" + "".join(
+        f"{budget_label(b):>5}".ljust(width) for b in result.budgets
+    )
     title = (
         "Per layer vs per key/value head: accuracy (%) per layer / per head, and the change "
         "from choosing per head (points; 95% paired bootstrap interval over clips)"
