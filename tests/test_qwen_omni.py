@@ -13,21 +13,19 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
-from tokenizers.pre_tokenizers import Punctuation, Sequence, WhitespaceSplit
-from transformers import (
-    PreTrainedTokenizerFast,
-    Qwen2_5OmniThinkerConfig,
-    Qwen2_5OmniThinkerForConditionalGeneration,
-)
+from transformers import PreTrainedTokenizerFast
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
 from omnimem_ref.core import TEXT, rotary_positions
 from omnimem_ref.masks import attention_mask
 from omnimem_ref.model.qwen_omni import QwenOmniThinker, ThinkerStream, VisionSettings
 from omnimem_ref.model.qwen_omni.inputs import MEL_FRAMES_PER_STEP, log_mel
-from omnimem_ref.model.qwen_omni.model import AUDIO_BOS, AUDIO_EOS, SPECIAL_TOKENS, VISION_BOS
+from omnimem_ref.model.qwen_omni.tiny import (
+    tiny_thinker,
+    tiny_tokenizer,
+    whole_clip_inputs,
+    whole_clip_positions,
+)
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.attention import proxy_attention
@@ -41,92 +39,9 @@ from tests.model_fixtures import tiny_stream as tiny_stream_tinyomni
 
 QUESTION = "what shape was the red object ?"
 OPTIONS = ("circle", "square", "triangle", "cross")
-PLACEHOLDERS = ("<|VIDEO|>", "<|AUDIO|>", "<|IMAGE|>")
-WORDS = [
-    "system",
-    "user",
-    "assistant",
-    "you",
-    "are",
-    "qwen",
-    "what",
-    "shape",
-    "was",
-    "the",
-    "red",
-    "object",
-    "answer",
-    "with",
-]
 # Frames of 60 x 90 pixels become 56 x 84: 4 x 6 patches, 2 x 3 video tokens per frame pair.
 SETTINGS = VisionSettings(min_pixels=56 * 56, max_pixels=56 * 84)
 STEPS = 4
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer holding the chat template's special tokens and the letters A-J."""
-    vocab = ["[UNK]", *SPECIAL_TOKENS, *PLACEHOLDERS, *"ABCDEFGHIJ", ".", "?", "'", *WORDS]
-    model = WordLevel({word: i for i, word in enumerate(dict.fromkeys(vocab))}, unk_token="[UNK]")
-    tokenizer = Tokenizer(model)
-    tokenizer.pre_tokenizer = Sequence([WhitespaceSplit(), Punctuation()])
-    tokenizer.add_special_tokens([*SPECIAL_TOKENS, *PLACEHOLDERS])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")
-
-
-def tiny_thinker(
-    tokenizer: PreTrainedTokenizerFast, attention: str = "sdpa", seed: int = 0
-) -> Qwen2_5OmniThinkerForConditionalGeneration:
-    """A 2-layer thinker (hidden 32, 4 query and 2 key/value heads, TMRoPE sections 1/1/2 of the
-    4 frequencies) with one-layer vision and audio encoders; special ids from ``tokenizer``.
-
-    Weights are drawn 5 times wider than the default (std 0.1): at std 0.02 attention is nearly
-    uniform and a wrong position moves the logits by only ~2e-4, too close to the 1e-4 bar.
-    """
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5OmniThinkerConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            initializer_range=0.1,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [1, 1, 2],
-            },
-        ),
-        vision_config=dict(
-            depth=1,
-            hidden_size=16,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=32,
-            fullatt_block_indexes=[0],
-        ),
-        audio_config=dict(
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            d_model=16,
-            output_dim=32,
-        ),
-        video_token_index=ids("<|VIDEO|>"),
-        audio_token_index=ids("<|AUDIO|>"),
-        image_token_index=ids("<|IMAGE|>"),
-        audio_start_token_id=ids(AUDIO_BOS),
-        audio_end_token_id=ids(AUDIO_EOS),
-        vision_start_token_id=ids(VISION_BOS),  # not a declared field: get_rope_index needs it
-        initializer_range=0.1,
-    )
-    config._attn_implementation = attention
-    for sub in (config.text_config, config.vision_config, config.audio_config):
-        sub._attn_implementation = attention
-    torch.manual_seed(seed)
-    return Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
 
 
 def tiny_stream(steps: int = STEPS, seed: int = 0) -> ThinkerStream:
@@ -159,25 +74,9 @@ def stream() -> ThinkerStream:
 
 
 def whole_clip(model: QwenOmniThinker, stream: ThinkerStream) -> dict:
-    """The stock thinker's inputs for [prompt | clip with its audio | question]: placeholder
-    tokens for video and audio, exactly what the Qwen2.5-Omni processor would write."""
-    prompts = model.prompt_format(model.tokenizer)
-    question, _ = prompts.choice_ids(QUESTION, OPTIONS)
-    ids = model.tokenizer.convert_tokens_to_ids
-    step = [ids("<|VIDEO|>")] * stream.visual_tokens_per_step
-    step += [ids("<|AUDIO|>")] * stream.audio_tokens_per_step
-    input_ids = torch.tensor([prompts.prompt_ids() + step * stream.n_steps + question])
-    pairs = stream.pixels.shape[0]
-    return dict(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        pixel_values_videos=stream.pixels.flatten(0, 1),
-        video_grid_thw=torch.tensor([[pairs, *stream.grid]]),
-        input_features=stream.mel.unsqueeze(0),
-        feature_attention_mask=torch.ones(1, stream.mel.shape[1], dtype=torch.long),
-        use_audio_in_video=True,
-        video_second_per_grid=torch.tensor([stream.seconds_per_pair]),
-    )
+    """The stock thinker's inputs for [prompt | clip with its audio | question]."""
+    question, _ = model.prompt_format(model.tokenizer).choice_ids(QUESTION, OPTIONS)
+    return whole_clip_inputs(model, stream, question)
 
 
 def option_logits(model: QwenOmniThinker, logits: torch.Tensor) -> torch.Tensor:
@@ -193,15 +92,7 @@ def streamed_logits(session: StreamingSession) -> torch.Tensor:
 
 def stock_positions(thinker, inputs: dict) -> torch.Tensor:
     """(3, T) positions ``get_rope_index`` gives the whole clip."""
-    positions, _ = thinker.model.get_rope_index(
-        inputs["input_ids"],
-        video_grid_thw=inputs["video_grid_thw"],
-        attention_mask=inputs["attention_mask"],
-        use_audio_in_video=True,
-        audio_seqlens=inputs["feature_attention_mask"].sum(-1),
-        second_per_grids=inputs["video_second_per_grid"],
-    )
-    return positions[:, 0]
+    return whole_clip_positions(thinker, inputs)
 
 
 @torch.no_grad()
