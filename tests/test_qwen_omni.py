@@ -9,6 +9,7 @@ policy must hold its budget.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,3 +376,26 @@ def test_compaction_on_tinyomni_gives_streamingllm_positions():
     assert int(rotary.max()) < 60 and session.time_shift > 0
     assert torch.equal(rotary[:, :9], torch.arange(9).expand(2, -1))  # the prompt never moves
     assert bool((rotary[:, 10:] - rotary[:, 9:-1] == 1).all()), "no gap between kept rows"
+
+
+def test_long_stream_script_runs_a_thinker_of_a_given_shape_at_flat_memory():
+    """scripts/long_stream.py --thinker (prepared for a lent GPU at the 7B shape) on the CPU with
+    the tiny decoder shape and one-layer encoders: memory reaches the budget and stays there."""
+    import importlib.util
+
+    from omnimem_ref.cost import SHAPES
+    from omnimem_ref.model.qwen_omni.shapes import _mrope_section, shaped_thinker
+
+    script = Path(__file__).parents[1] / "scripts" / "long_stream.py"
+    spec = importlib.util.spec_from_file_location("long_stream", script)
+    assert spec is not None and spec.loader is not None
+    long_stream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(long_stream)
+    argv = "--thinker --shape tiny --encoders tiny --size 56 --minutes 0.4 --budget 400"
+    windows = long_stream.main([*argv.split(), "--report-every", "8"])
+    assert [w["tokens_per_layer"] for w in windows] == [400.0] * len(windows)
+    assert len(windows) == 3 and all(w["video_seconds_per_second"] > 0 for w in windows)
+    assert _mrope_section(128) == [16, 24, 24]  # Qwen2.5-Omni's split of 64 frequencies
+    model = shaped_thinker(SHAPES["tiny"], encoders="tiny")
+    text = model.config.text_config
+    assert (text.num_hidden_layers, text.hidden_size, text.num_key_value_heads) == (4, 128, 2)

@@ -58,6 +58,24 @@ def tiny_tokenizer(words: Sequence[str] = WORDS) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    """The thinker config's placeholder and marker ids, read from ``tokenizer``."""
+
+    def token(name: str) -> int:
+        found = tokenizer.convert_tokens_to_ids(name)
+        assert isinstance(found, int)
+        return found
+
+    return dict(
+        video_token_index=token(VIDEO),
+        audio_token_index=token(AUDIO),
+        image_token_index=token(IMAGE),
+        audio_start_token_id=token(AUDIO_BOS),
+        audio_end_token_id=token(AUDIO_EOS),
+        vision_start_token_id=token(VISION_BOS),  # not a declared field: get_rope_index needs it
+    )
+
+
 def tiny_thinker(
     tokenizer: PreTrainedTokenizerFast, attention: str = "sdpa", seed: int = 0
 ) -> Qwen2_5OmniThinkerForConditionalGeneration:
@@ -70,19 +88,6 @@ def tiny_thinker(
     masks as padding).
     """
 
-    def token(name: str) -> int:
-        found = tokenizer.convert_tokens_to_ids(name)
-        assert isinstance(found, int)
-        return found
-
-    special: dict[str, Any] = dict(
-        video_token_index=token(VIDEO),
-        audio_token_index=token(AUDIO),
-        image_token_index=token(IMAGE),
-        audio_start_token_id=token(AUDIO_BOS),
-        audio_end_token_id=token(AUDIO_EOS),
-        vision_start_token_id=token(VISION_BOS),  # not a declared field: get_rope_index needs it
-    )
     config = Qwen2_5OmniThinkerConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
@@ -115,7 +120,7 @@ def tiny_thinker(
             output_dim=32,
         ),
         initializer_range=0.1,
-        **special,
+        **special_token_ids(tokenizer),
     )
     config._attn_implementation = attention
     subconfigs: list[Any] = [config.text_config, config.vision_config, config.audio_config]
