@@ -5,6 +5,9 @@ Each clip is decoded once; ``full`` runs once as the upper bound and every other
 budget. Prints accuracy (policies x budgets), accuracy per question family, and the cost of
 compression relative to prefill; optionally writes JSON, CSV and a plot of accuracy against
 budget (each written to a temporary name and renamed into place, so never half-written).
+
+``--benchmark videomme|lvbench|lvomnibench`` runs a published benchmark instead
+(:mod:`omnimem_ref.commands.bench_real`, ``docs/qwen2_5_omni.md``).
 """
 
 from __future__ import annotations
@@ -25,19 +28,33 @@ from omnimem_ref.policies import parse_policies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="folder written by `omnimem generate`")
+    parser.add_argument(
+        "--data", help="folder written by `omnimem generate` (or give --benchmark, below)"
+    )
     parser.add_argument(
         "--budgets",
         required=True,
         help="comma-separated budgets: KV tokens per layer (e.g. 200) or fractions (e.g. 0.1)",
     )
     parser.add_argument(
-        "--policies", help="comma-separated policy names (default: every registered policy)"
+        "--policies",
+        help="comma-separated policy names (default: every registered policy; with --benchmark: "
+        "omnimem; full runs there only if named)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write every record as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write every record as JSON (with --benchmark: the summary; default "
+        "outputs/bench_BENCHMARK.json, answers logged beside it in FILE.answers.jsonl)",
+    )
     parser.add_argument("--csv", metavar="FILE", help="write one CSV row per policy x budget")
     parser.add_argument("--plot", metavar="FILE", help="write accuracy against budget (.png/.pdf)")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N clips")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="only the first N clips (with --benchmark: questions)",
+    )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
     parser.add_argument(
@@ -52,9 +69,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_real_benchmark_arguments(parser)
+
+
+def _add_real_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``--benchmark`` runs (:mod:`omnimem_ref.commands.bench_real`)."""
+    from omnimem_ref.real_benchmarks import FORMATS
+    from omnimem_ref.real_benchmarks.videomme import DURATIONS
+
+    group = parser.add_argument_group("published benchmarks")
+    group.add_argument("--benchmark", choices=sorted(FORMATS), help="a published benchmark")
+    group.add_argument("--annotations", metavar="FILE", help="its annotation file, as published")
+    group.add_argument("--videos", metavar="DIR", help="the folder holding its videos")
+    group.add_argument("--duration", choices=DURATIONS, help="Video-MME: only videos this long")
+    group.add_argument(
+        "--model", metavar="DIR", help="a local Qwen2.5-Omni thinker folder (default: TinyOmni)"
+    )
+    group.add_argument("--device", help="cpu or cuda (default cpu)")
+    group.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="weights of --model (default: bfloat16 on cuda, float32 on cpu)",
+    )
+    group.add_argument(
+        "--rotary-limit", type=int, help="compact rotary positions before this (e.g. 32768)"
+    )
+    group.add_argument(
+        "--resume", metavar="LOG", help="continue this answer log, skipping what it holds"
+    )
+    group.add_argument(
+        "--shard", metavar="I/N", help="only every N-th video, from the I-th (one process per GPU)"
+    )
+    group.add_argument(
+        "--merge", nargs="+", metavar="LOG", help="summarize these answer logs (shards); no model"
+    )
+
+
+REAL_ONLY = (  # options that mean nothing without --benchmark
+    "annotations",
+    "videos",
+    "duration",
+    "model",
+    "device",
+    "dtype",
+    "rotary_limit",
+    "resume",
+    "shard",
+    "merge",
+)
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.benchmark is not None:
+        from omnimem_ref.commands import bench_real
+
+        bench_real.run(args)
+        return
+    if args.data is None:
+        raise OmniMemError("Give --data (generated clips) or --benchmark (a published benchmark).")
+    for name in REAL_ONLY:
+        if getattr(args, name) is not None:
+            option = "--" + name.replace("_", "-")
+            raise OmniMemError(f"{option} applies to --benchmark runs; leave it out with --data.")
     budgets = parse_budgets(args.budgets)
     policies = parse_policies(args.policies)
     require_at_least_one(args, "--limit", "--steps-per-chunk")

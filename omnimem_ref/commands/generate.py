@@ -2,13 +2,19 @@
 
 Example: ``omnimem generate --out data/train --n 100 --seed 0``. Every parameter is checked before
 anything is written; the directory appears only once it is complete.
+
+``--format videomme|lvbench|lvomnibench`` also writes the questions in that benchmark's published
+schema beside the clips, so ``omnimem bench --benchmark`` can be tried on them
+(:mod:`omnimem_ref.real_benchmarks`).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from omnimem_ref.dataset import DURATION_RANGE, generate_dataset
+from omnimem_ref.real_benchmarks import FORMATS, write_annotations
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace DIR if it holds an earlier dataset"
     )
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        help="also write the questions as this benchmark publishes them (annotations beside "
+        "the clips, for `omnimem bench --benchmark`)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -45,3 +57,5 @@ def run(args: argparse.Namespace) -> None:
     )
     n_questions = sum(clip["questions"] for clip in manifest["clips"])
     print(f"wrote {len(manifest['clips'])} clips and {n_questions} questions to {args.out}")
+    if args.format is not None:
+        print(f"wrote {write_annotations(args.format, Path(args.out))}")
