@@ -24,6 +24,7 @@ kept indices are all ``(units, tokens)``: unit ``u`` is head ``u % units_per_lay
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
@@ -258,6 +259,18 @@ class KVMemory:
         }
 
 
+def rows_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(units, k, dim): ``x[u, index[u, j]]`` for (units, n, dim) ``x`` and (units, k) ``index``.
+
+    The same as ``x.gather(1, index[..., None].expand(-1, -1, dim))``, as one ``index_select`` of
+    whole rows of the flattened tensor, which moves each row as a block (about three times faster
+    on a CPU than ``gather``, which reads an index per number).
+    """
+    units, n, dim = x.shape
+    flat = (index + n * torch.arange(units, device=index.device).unsqueeze(1)).flatten()
+    return x.reshape(units * n, dim).index_select(0, flat).view(units, -1, dim)
+
+
 def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """Each head's rows, chosen by its unit's indices.
 
@@ -266,15 +279,17 @@ def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     units (key/value heads, or the query heads of their groups) and each takes its unit's rows.
     """
     lead = kept.dim() - 2
-    heads, units, trail = rows.shape[lead], kept.shape[-2], rows.shape[lead + 2 :]
+    heads, units, n = rows.shape[lead], kept.shape[-2], rows.shape[lead + 1]
     if units == 1:
         index = kept.expand(*kept.shape[:-2], heads, -1)
     elif heads % units == 0:
         index = kept.repeat_interleave(heads // units, dim=lead)
     else:
         raise ValueError(f"{heads} heads cannot follow {units} token sets per layer")
-    index = index.view(*index.shape, *[1] * len(trail)).expand(*index.shape, *trail)
-    return rows.gather(lead + 1, index)
+    trail = rows.shape[lead + 2 :]
+    flat = rows.reshape(-1, n, math.prod(trail))  # (lead x heads, n, numbers per row)
+    picked = rows_of(flat, index.reshape(-1, index.shape[-1]))
+    return picked.view(*rows.shape[: lead + 1], -1, *trail)
 
 
 # The boundary between the streaming session and a model (docs/qwen2_5_omni.md). TinyOmni

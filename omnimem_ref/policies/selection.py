@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions
+from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions, rows_of
 from omnimem_ref.policies.base import free_slots, keep_top
 
 if TYPE_CHECKING:
@@ -199,8 +199,8 @@ def bounded_redundancy_adjusted(
     span = int(groups.max() - groups.min()) + 1
     layer = torch.arange(n_layers, device=groups.device).unsqueeze(1)
     group_id = (groups.gather(1, order) - groups.min() + layer * span).flatten()
-    unit = torch.nn.functional.normalize(keys.float(), dim=-1)
-    unit = unit.gather(1, order.unsqueeze(-1).expand_as(unit)).flatten(0, 1)  # (L * n, dim)
+    unit = rows_of(keys.float(), order).flatten(0, 1)  # (L * n, dim), sorted: a copy
+    unit /= unit.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit keys, in place
     row_index = torch.arange(len(group_id), device=groups.device)
     first = torch.ones_like(group_id, dtype=torch.bool)
     first[1:] = group_id[1:] != group_id[:-1]
@@ -283,7 +283,9 @@ def pool_means(keys: torch.Tensor, pools: torch.Tensor, n_pools: int) -> torch.T
     member = (pools.unsqueeze(-1) == torch.arange(n_pools, device=pools.device)).float()
     sizes = member.sum(dim=1).clamp_min(1).unsqueeze(-1)  # (units, pools, 1)
     means = member.transpose(1, 2) @ keys.float() / sizes  # (units, pools, dim)
-    return member @ means
+    # Each row's pool mean, by index (zero for protected rows, pool -1): one row copy per token.
+    means = torch.cat([means.new_zeros(len(means), 1, means.shape[-1]), means], dim=1)
+    return rows_of(means, pools + 1)
 
 
 def keep_per_pool(scores: torch.Tensor, pools: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
