@@ -23,6 +23,7 @@ from omnimem_ref.core import KVMemory
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.modeling import AUDIO, MODALITY_NAMES, TEXT, VISUAL
 from omnimem_ref.policies.omnimem import ABLATIONS
+from omnimem_ref.policies.per_head import SUFFIX as PER_HEAD
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import FAMILIES
@@ -379,7 +380,11 @@ ABLATION_GREYS = {cls.name: f"{0.2 + 0.12 * i:.2f}" for i, cls in enumerate(ABLA
 
 def policy_style(name: str) -> dict[str, Any]:
     """Line style by family: OmniMem thick black, its ablations dashed greys, baselines in
-    distinct colours (so unrelated policies never look related)."""
+    distinct colours (so unrelated policies never look related); a ``-per-head`` form is its
+    policy's colour, dotted, with hollow markers."""
+    if name.endswith(PER_HEAD):
+        style = policy_style(name.removesuffix(PER_HEAD))
+        return style | {"ls": ":", "marker": "D", "mfc": "white"}
     if name == "omnimem":
         return {"color": "black", "lw": 2.6, "marker": "o", "zorder": 5}
     if name.startswith("omnimem-"):

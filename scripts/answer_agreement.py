@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from omnimem_ref.benchmark.files import load_result
+from omnimem_ref.budget import budget_label
 
 
 def agreement(predictions_a: list[str], predictions_b: list[str]) -> float:
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
     result = load_result(argv[0])
     reference, others = argv[1], argv[2:]
     print(f"answers equal to {reference}'s (%)")
-    print(f"{'policy':<24}" + "".join(f"{b:>9}" for b in result.budgets))
+    print(f"{'policy':<24}" + "".join(f"{budget_label(b):>9}" for b in result.budgets))
     for policy in others:
         cells = [
             agreement(result.record(policy, b).predictions, result.record(reference, b).predictions)

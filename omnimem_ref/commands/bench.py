@@ -177,14 +177,25 @@ def _save_plot(result, path: Path) -> Path:
 
     from omnimem_ref.files import atomic_write
     from omnimem_ref.plots import plot_accuracy_vs_budget
+    from omnimem_ref.policies.per_head import SUFFIX
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    plot_accuracy_vs_budget(result.records, ax=ax)
     n_clips = len({q["clip"] for q in result.questions})
-    ax.set_title(
-        f"Accuracy against memory budget ({len(result.questions)} questions, {n_clips} clips)"
-    )
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    title = f"Accuracy against memory budget ({len(result.questions)} questions, {n_clips} clips)"
+    head_wise = [p for p in result.policies if p.endswith(SUFFIX)]
+    if not head_wise:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        plot_accuracy_vs_budget(result.records, ax=ax)
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:  # one panel per granularity, on one scale: per layer, then per key/value head
+        fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), sharey=True)
+        layer_wise = [p for p in result.policies if p not in head_wise]
+        panels = ((layer_wise, "one token set per layer"), (head_wise, "per key/value head"))
+        for ax, (policies, kind) in zip(axes, panels, strict=True):
+            plot_accuracy_vs_budget(result.records, ax=ax, policies=policies)
+            ax.set_title(kind)
+            ax.legend(fontsize=7, loc="lower right", ncol=2)
+        fig.suptitle(title)
     fig.tight_layout()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130))
