@@ -216,29 +216,30 @@ def test_snapkv_votes_are_pooled_mean_window_attention(last_chunk):
     w = len(context.positions)  # the chunk: 18 tokens, fewer than the window of 32
     votes = hand_votes(memory, context)
     expected = torch.cat([hand_pool(votes[:, :-w]), hand_pool(votes[:, -w:])], dim=1)
-    budget = len(memory)  # free // 2 >= 18: the whole window is forced
+    budget = len(memory)  # free / 4 >= 18: the whole window is forced
     scores = SnapKVScorer(32, 7)(memory, context, budget)
     assert torch.allclose(scores[:, :-w], expected[:, :-w], atol=1e-6)
-    budget = PROMPT + 1  # free // 2 = 0: nothing forced, every row scored by its votes
+    budget = PROMPT + 1  # free / 4 < 1: nothing forced, every row scored by its votes
     assert torch.allclose(SnapKVScorer(32, 7)(memory, context, budget), expected, atol=1e-6)
 
 
 def test_snapkv_keeps_its_window_when_there_is_room(last_chunk):
     memory, context = last_chunk
     n, w = len(memory), len(context.positions)
-    budget = PROMPT + 2 * w  # free // 2 = w
+    budget = PROMPT + 4 * w  # a quarter of the free slots = w
     kept = SnapKV().select(memory, budget, context)
     for layer in range(2):
         assert set(range(n - w, n)) <= set(kept[layer].tolist())
 
 
-@pytest.mark.parametrize("free", [1, 2, 5, 11, 20, 35, 36, 37, 60])
-def test_snapkv_window_never_takes_more_than_half_the_free_slots(last_chunk, free):
+@pytest.mark.parametrize("share", [0.25, 0.5, 1.0])
+@pytest.mark.parametrize("free", [1, 2, 5, 11, 20, 35, 36, 37, 60, 75])
+def test_snapkv_window_never_takes_more_than_its_share_of_free_slots(last_chunk, free, share):
     memory, context = last_chunk
     n, w = len(memory), len(context.positions)
-    scores = SnapKVScorer()(memory, context, PROMPT + free)
-    unforced = SnapKVScorer()(memory, context, PROMPT + 1)  # nothing forced
-    forced = min(w, free // 2)
+    scores = SnapKVScorer(window_share=share)(memory, context, PROMPT + free)
+    unforced = SnapKVScorer(window_share=0.0)(memory, context, PROMPT + free)  # nothing forced
+    forced = min(w, math.floor(share * free))
     lifted = scores != unforced
     assert lifted.sum(1).tolist() == [forced, forced]
     assert lifted[:, n - forced :].all(), "the window's newest rows"

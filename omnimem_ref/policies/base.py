@@ -19,7 +19,7 @@ Every baseline is "score, then keep the top", as in kvpress (a ``ScorerPress``):
 Some methods also keep rows whatever their score: SnapKV's observation window, StreamingLLM's
 sinks, CriticalKV's first stage, InfiniPot-V's TaR picks. Their scorers say so with
 :func:`force_keep`, which lifts those rows above every other score. How many rows such a method
-may force depends on the budget (SnapKV's window takes at most half the free slots), so its scorer
+may force depends on the budget (SnapKV's window takes at most a quarter of the free slots), so its scorer
 is a :class:`BudgetAwareScorer`, called as ``scorer(memory, context, budget)``;
 :func:`run_scorer` calls either kind.
 

@@ -12,11 +12,11 @@ TwoStage`):
 ``criticalkv = TwoStage(SnapKVScorer(32, 7), ProjectedValueNorm(), 0.5, 1e-4)``: published
 defaults (kvpress's ``CriticalKVPress``, the authors' integration): first-stage ratio 0.5,
 ε = 1e-4, on top of SnapKV's window attention (window 32, kernel 7 here, as in :mod:`snapkv`,
-including its streaming window rule: the window takes at most half the free slots, which is all of
-stage 1 at ratio 0.5 when the chunk is long enough). ``||W_O^h v_i||₁`` is per query head (its
-slice of ``o_proj``) averaged over the unit's heads (all of them layer-wise; a key/value head's
-query group in ``criticalkv-per-head``, which selects per head as the paper and kvpress do). Here "the budget" of stage 1 is
-the free slots left after the protected prompt. ``||W_O^h v_i||₁`` depends on the token alone, so
+including its streaming window rule: the window takes at most a quarter of the free slots, half
+of stage 1 at ratio 0.5). ``||W_O^h v_i||₁`` is per query head (its slice of ``o_proj``) averaged
+over the unit's heads (all of them layer-wise; a key/value head's query group in
+``criticalkv-per-head``, which selects per head as the paper and kvpress do). Here "the budget"
+of stage 1 is the free slots left after the protected prompt. ``||W_O^h v_i||₁`` depends on the token alone, so
 it is computed once when the token enters memory.
 """
 

@@ -23,15 +23,20 @@ them); the window's rows are pooled among themselves, so each row has a score.
 goes to the votes. In a stream at a 5% budget the roles flip: about 11 free slots after the
 9-token prompt, fewer than the 18-token window, so keeping the window would fill every free slot
 with the last chunk, and SnapKV would be ``recent``. To keep the paper's relation (the window is
-kept, the votes choose most of the rest), the window may take at most half the free slots:
+kept, the votes choose most of the rest), the window may take at most a share ``ρ`` of the free
+slots:
 
-    forced = min(window, chunk, free // 2)
+    forced = min(window, chunk, floor(ρ · free)),   ρ = window_share = 1/4
 
 of the window's newest rows are force-kept (:func:`~omnimem_ref.policies.base.force_keep`); the
 rest of the window competes with every other row by its pooled votes. At SnapKV's own budgets
-(``free // 2 >= w``) this is exactly SnapKV. Per layer, not per head: votes are averaged over all
-query heads (kvpress averages within each GQA group and selects per key/value head; our memory
-keeps one token set per layer).
+(``ρ · free >= w``) this is exactly SnapKV. ``ρ`` was chosen on the validation seed among a
+quarter, a half, three quarters and all of the free slots (``scripts/choose_defaults.py --only
+window``): the smaller the share, the better SnapKV and CriticalKV answered (a quarter against a
+half: +5.5 [+0.0, +11.0] points at 5% for SnapKV, +7.5 [+2.8, +12.2] for CriticalKV); a share of 0
+would drop the window, which is no longer SnapKV. Per layer by default (votes averaged over all
+query heads); ``snapkv-per-head`` selects per key/value head with the votes of its query group,
+as kvpress does.
 """
 
 from __future__ import annotations
@@ -82,14 +87,21 @@ def newest_evictable(memory: KVMemory, last: int, counts: torch.Tensor) -> torch
 
 @dataclass
 class SnapKVScorer(BudgetAwareScorer):
-    """Pooled window votes, with ``min(w, free // 2)`` of the window's newest rows force-kept."""
+    """Pooled window votes, with ``min(w, floor(window_share · free))`` of the window's newest
+    rows force-kept (``window_share = 1``: the paper's whole window whenever it fits)."""
 
     window: int = 32
     kernel: int = 7
+    window_share: float = 0.25  # chosen on the validation seed (module docstring)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.window_share <= 1:
+            raise ValueError(f"window_share must be in [0, 1], got {self.window_share}")
 
     def __call__(self, memory: KVMemory, context: ChunkContext, budget: int) -> torch.Tensor:
         pooled, w = window_votes(memory, context, self.window, self.kernel)
-        forced = (free_slots(memory, budget) // 2).clamp(0, w)  # min(window, chunk, free // 2)
+        free = free_slots(memory, budget).clamp_min(0)
+        forced = (free * self.window_share).floor().long().clamp(0, w)  # min(w, share · free)
         return force_keep(pooled, newest_evictable(memory, w, forced))
 
 

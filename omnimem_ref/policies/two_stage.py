@@ -14,7 +14,7 @@ stage-1 rows are lifted above everything with :func:`~omnimem_ref.policies.base.
 
 Rows the first scorer itself force-keeps (SnapKV's window) rank first in stage 1, so they are in
 it whenever stage 1 has room for them: always at CriticalKV's defaults, where the window takes at
-most ``free // 2`` slots and stage 1 holds ``floor(0.5 · free) = free // 2``.
+most a quarter of the free slots and stage 1 holds ``floor(0.5 · free)``.
 """
 
 from __future__ import annotations
