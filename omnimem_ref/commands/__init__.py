@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from omnimem_ref.errors import OmniMemError
 
@@ -40,3 +42,29 @@ def check_device(device: str) -> None:
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")
+
+
+def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The model ``--model`` (a Qwen2.5-Omni thinker folder) or ``--checkpoint``/``--adapter``
+    (TinyOmni) name, on ``--device``: (model, tokenizer, clip reader ``read(model, path)``, the
+    settings a results file records of the model). The same session drives either model."""
+    if args.model is not None:
+        if args.checkpoint or args.adapter:
+            raise OmniMemError(
+                "--checkpoint and --adapter are TinyOmni's; leave them out with --model."
+            )
+        from omnimem_ref.model.qwen_omni.loading import load_thinker, read_thinker_stream
+
+        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+        thinker = load_thinker(args.model, args.device, dtype)
+        settings = {"model": str(Path(args.model).resolve()), "dtype": dtype}
+        return thinker, thinker.tokenizer, read_thinker_stream, settings
+    if args.dtype is not None:
+        raise OmniMemError("--dtype applies to --model; TinyOmni runs in float32.")
+    from omnimem_ref.evaluation import read_stream
+    from omnimem_ref.model.checkpoint import load_model
+
+    tiny, tokenizer = load_model(args.checkpoint, args.adapter)
+    checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else "shipped TinyOmni"
+    settings = {"model": checkpoint, "adapter": args.adapter}
+    return tiny.to(args.device), tokenizer, read_stream, settings

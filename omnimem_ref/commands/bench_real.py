@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from omnimem_ref.benchmark import parse_budgets
-from omnimem_ref.commands import apply_threads, check_device, require_at_least_one
+from omnimem_ref.commands import (
+    apply_threads,
+    check_device,
+    load_streaming_model,
+    require_at_least_one,
+)
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies import parse_policies
 from omnimem_ref.real_benchmarks import MultipleChoice, check_videos, read_benchmark
@@ -104,7 +109,7 @@ def _answer_all(
     apply_threads(args)
     check_device(args.device)
     log_path = Path(args.resume) if args.resume else summary_path.with_suffix(".answers.jsonl")
-    model, tokenizer, read_clip, model_settings = _load_model(args)
+    model, tokenizer, read_clip, model_settings = load_streaming_model(args)
     streaming = Streaming(args.steps_per_chunk, args.slack, args.rotary_limit)
     settings = {
         "benchmark": args.benchmark,
@@ -160,27 +165,3 @@ def _finish(
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     print(table(summary))
     print(f"wrote {write_summary(summary, summary_path)}")
-
-
-def _load_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """(model, tokenizer, clip reader, what the answer log records of the model)."""
-    if args.model is not None:
-        if args.checkpoint or args.adapter:
-            raise OmniMemError(
-                "--checkpoint and --adapter are TinyOmni's; leave them out with --model."
-            )
-        from omnimem_ref.model.qwen_omni.loading import load_thinker, read_thinker_stream
-
-        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
-        thinker = load_thinker(args.model, args.device, dtype)
-        settings = {"model": str(Path(args.model).resolve()), "dtype": dtype}
-        return thinker, thinker.tokenizer, read_thinker_stream, settings
-    if args.dtype is not None:
-        raise OmniMemError("--dtype applies to --model; TinyOmni runs in float32.")
-    from omnimem_ref.evaluation import read_stream
-    from omnimem_ref.model.checkpoint import load_model
-
-    tiny, tokenizer = load_model(args.checkpoint, args.adapter)
-    checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else "shipped TinyOmni"
-    settings = {"model": checkpoint, "adapter": args.adapter}
-    return tiny.to(args.device), tokenizer, read_stream, settings

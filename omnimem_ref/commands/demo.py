@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -23,13 +22,12 @@ from omnimem_ref.commands import (
     add_threads_argument,
     apply_threads,
     check_device,
+    load_streaming_model,
     require_at_least_one,
 )
 from omnimem_ref.dataset import load_dataset, sample_clips_dir
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.evaluation import read_stream
 from omnimem_ref.features import stream_tokens
-from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.plots import plot_memory
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
@@ -76,25 +74,9 @@ def run(args: argparse.Namespace) -> None:
     budget = parse_budget(args.budget) if args.policy != "full" else None
     check_device(args.device)
     clip_path = Path(args.clip) if args.clip else sample_clips_dir() / SAMPLE_CLIP
-    model: Any  # TinyOmni, or Qwen2.5-Omni's thinker: the same session drives both
-    inputs: Any  # the clip as that model reads it (a streaming.stream.Stream)
-    if args.model is not None:
-        if args.adapter or args.checkpoint:
-            raise OmniMemError(
-                "--checkpoint and --adapter are TinyOmni's; leave them out with --model."
-            )
-        from omnimem_ref.model.qwen_omni.loading import load_thinker, read_thinker_stream
-
-        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
-        model = load_thinker(args.model, args.device, dtype)
-        tokenizer = model.tokenizer
-        inputs = read_thinker_stream(model, clip_path)
-    else:
-        if args.dtype is not None:
-            raise OmniMemError("--dtype applies to --model; TinyOmni runs in float32.")
-        tiny, tokenizer = load_model(args.checkpoint, args.adapter)
-        model = tiny.to(args.device)
-        inputs = read_stream(model, clip_path)
+    # TinyOmni, or Qwen2.5-Omni's thinker (--model): the same session drives both.
+    model, tokenizer, read_clip, _ = load_streaming_model(args)
+    inputs = read_clip(model, clip_path)  # the clip as that model reads it (a Stream)
     prefix = len(model.prompt_format(tokenizer).prompt_ids())
     full_tokens = stream_tokens(prefix, inputs.n_steps, inputs.tokens_per_step)
     tokens = budget.resolve(full_tokens) if budget is not None else None
