@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
@@ -19,7 +21,6 @@ from omnimem_ref.dataset import load_dataset
 from omnimem_ref.features import stream_tokens
 from omnimem_ref.media import load_clip
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -58,17 +59,22 @@ def evaluate(
     budget: Budget | None = None,
     progress: bool = True,
     limit: int | None = None,
+    read_clip: Callable[[Any, Path], Any] | None = None,
 ) -> EvalResult:
-    """Stream every clip of ``data_dir`` under ``policy`` and ``budget``; ask all its questions."""
+    """Stream every clip of ``data_dir`` under ``policy`` and ``budget``; ask all its questions.
+
+    ``model`` is TinyOmni, or any streaming model with its ``read_clip(model, path)`` (e.g.
+    Qwen2.5-Omni's thinker with :func:`~omnimem_ref.model.qwen_omni.loading.read_thinker_stream`,
+    which answers the same questions by their option letters)."""
     make_policy(policy)  # refuse an unknown name before any work
+    read = read_clip or read_stream
     by_clip = group_by_clip(load_dataset(data_dir)[0])
     clips = sorted(by_clip)[:limit]
+    prompt = len(model.prompt_format(tokenizer).prompt_ids())
     predictions, peak, too_big = [], 0, 0
     for clip_name in tqdm(clips, disable=not progress, desc=f"eval {policy}"):
-        inputs = load_stream(model, data_dir, clip_name)
-        full_tokens = stream_tokens(
-            prompt_length(tokenizer), inputs.n_steps, inputs.tokens_per_step
-        )
+        inputs = read(model, Path(data_dir) / f"{clip_name}.mp4")
+        full_tokens = stream_tokens(prompt, inputs.n_steps, inputs.tokens_per_step)
         tokens = None if budget is None else budget.resolve(full_tokens)
         too_big += tokens is not None and tokens >= full_tokens
         session = StreamingSession(model, tokenizer, make_policy(policy), tokens)

@@ -8,6 +8,7 @@ policy must hold its budget.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -281,6 +282,22 @@ def test_demo_streams_a_clip_through_a_saved_thinker(
     assert "memory at the end: text 39, visual" in out
     assert out.count("model: ") == 4  # one answer per question, by letter
     assert (tmp_path / "clip_0000_omnimem_memory.png").is_file()
+
+
+def test_eval_answers_the_synthetic_questions_with_a_saved_thinker(
+    capsys, thinker_folder, small_dataset
+):
+    """``omnimem eval --model DIR``: the same clips and questions TinyOmni is evaluated on,
+    streamed through the thinker and answered by option letter; memory held at the budget."""
+    args = ["--data", str(small_dataset), "--policy", "omnimem", "--budget", "60", "--json"]
+    code, out, err = run_cli(capsys, "eval", "--model", str(thinker_folder), *args)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["n"] == 8 and 0 <= summary["accuracy"] <= 1  # 2 clips x 4 questions
+    assert summary["peak_kv_tokens"] <= 60 + 146  # the budget plus one 2-s chunk (4 x 2 x 4 + 50)
+    code, _, err = run_cli(capsys, "eval", "--model", str(thinker_folder), "--dtype", "float16",
+                           "--device", "tpu", *args)  # fmt: skip
+    assert code == 2 and "tpu" in err
 
 
 @pytest.mark.parametrize(

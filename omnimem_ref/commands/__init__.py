@@ -37,11 +37,34 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def check_device(device: str) -> None:
-    """Refuse ``cuda`` on a machine where torch sees no GPU, in one sentence."""
+    """Refuse a device torch does not know, or ``cuda`` where torch sees no GPU, in one
+    sentence."""
     import torch
 
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise OmniMemError(
+            f"--device {device!r} is not a device PyTorch knows; use cpu or cuda."
+        ) from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--dtype``: which model streams, where, in what precision."""
+    parser.add_argument(
+        "--model",
+        help="a local Qwen2.5-Omni thinker folder (save_pretrained + tokenizer files) to stream "
+        "through instead of TinyOmni; nothing is downloaded",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "bfloat16", "float16"),
+        help="weights of --model (default: bfloat16 on cuda, float32 on cpu)",
+    )
 
 
 def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:

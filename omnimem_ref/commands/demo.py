@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.commands import (
+    add_model_arguments,
     add_threads_argument,
     apply_threads,
     check_device,
@@ -45,23 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
-    parser.add_argument(
-        "--model",
-        help="a local Qwen2.5-Omni thinker folder (save_pretrained + tokenizer files) to stream "
-        "through instead of TinyOmni; nothing is downloaded",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--rotary-limit",
         type=int,
         help="compact memory's rotary positions before they reach this (e.g. 32768, Qwen2.5-Omni's "
         "trained range, passed after ~22 minutes); default: never",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--dtype",
-        default=None,
-        choices=("float32", "bfloat16", "float16"),
-        help="weights of --model (default: bfloat16 on cuda, float32 on cpu)",
     )
     parser.add_argument("--out", default="outputs", help="folder for the memory plot")
     add_threads_argument(parser)

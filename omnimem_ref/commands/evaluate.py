@@ -10,9 +10,14 @@ import argparse
 import json
 
 from omnimem_ref.budget import parse_budget
-from omnimem_ref.commands import add_threads_argument, apply_threads
+from omnimem_ref.commands import (
+    add_model_arguments,
+    add_threads_argument,
+    apply_threads,
+    check_device,
+    load_streaming_model,
+)
 from omnimem_ref.evaluation import evaluate
-from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.policies import make_policy
 
 
@@ -22,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", help="KV tokens per layer (e.g. 500) or a fraction (e.g. 0.1)")
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
+    add_model_arguments(parser)
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(parser)
@@ -31,9 +37,17 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     make_policy(args.policy)
     budget = parse_budget(args.budget) if args.budget is not None else None
-    model, tokenizer = load_model(args.checkpoint, args.adapter)
+    check_device(args.device)
+    model, tokenizer, read_clip, _ = load_streaming_model(args)  # TinyOmni or --model's thinker
     result = evaluate(
-        model, tokenizer, args.data, args.policy, budget, progress=not args.json, limit=args.limit
+        model,
+        tokenizer,
+        args.data,
+        args.policy,
+        budget,
+        progress=not args.json,
+        limit=args.limit,
+        read_clip=read_clip,
     )
     if args.json:
         print(json.dumps(result.summary()))
