@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -36,7 +37,7 @@ from omnimem_ref.budget import Budget
 from omnimem_ref.features import FeatureSpec, stream_tokens
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import build_tokenizer, prompt_length
+from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
@@ -180,9 +181,19 @@ def random_stream(
     return StreamInputs(patches.to(dtype), audio.to(dtype), spec)
 
 
+# streams(steps, seed) -> a random clip of ``steps`` steps, as the model being measured reads it.
+RandomStreams = Callable[[int, int], Any]
+
+
+def tinyomni_streams(model: TinyOmniModel) -> RandomStreams:
+    """Random encoder inputs for a TinyOmni of any shape (:func:`random_stream`)."""
+    dtype = next(model.parameters()).dtype
+    return lambda steps, seed: random_stream(model.config.feature_spec, steps, seed, dtype)
+
+
 def measure_cost(
-    model: TinyOmniModel,
-    tokenizer: Tokenizer,
+    model: Any,
+    tokenizer: Any,
     policies: list[str],
     budgets: Budget | Sequence[Budget],
     steps: int | None = None,
@@ -190,28 +201,33 @@ def measure_cost(
     compressions: int = 8,
     slack: float = 0.0,
     on_record: Callable[[CostRecord], None] | None = None,
+    streams: RandomStreams | None = None,
 ) -> list[CostRecord]:
     """Stream ``clips`` random clips under each policy at each budget (one budget, or a sweep),
     after one short warm-up clip per policy; one record per policy x budget, policy by policy.
 
-    ``steps``, ``compressions`` and ``slack``: see :func:`plan_budget`. ``on_record`` is called as each record is done (long
-    sweeps report progress through it).
+    ``steps``, ``compressions`` and ``slack``: see :func:`plan_budget`. ``on_record`` is called as
+    each record is done (long sweeps report progress through it). ``streams`` makes the random
+    clips: TinyOmni's random encoder inputs by default; any streaming model with its own (e.g.
+    Qwen2.5-Omni's thinker with random frames, ``omnimem_ref.model.qwen_omni.shapes``).
     """
-    spec = model.config.feature_spec
-    prompt = prompt_length(tokenizer)
-    per_step = spec.tokens_per_step
+    streams = streams or tinyomni_streams(model)
+    prompt = len(model.prompt_format(tokenizer).prompt_ids())
+    per_step = streams(1, 0).tokens_per_step
     sweep = [budgets] if isinstance(budgets, Budget) else list(budgets)
     plans = [plan_budget(b, prompt, per_step, steps, compressions, slack) for b in sweep]
     smallest = Budget(tokens=min(plan.tokens for plan in plans))
     warmup = plan_budget(smallest, prompt, per_step, None, WARMUP_COMPRESSIONS, slack)
     records = []
     for name in policies:
-        stream_clip(model, tokenizer, name, warmup, seed=0, slack=slack)  # not counted
+        stream_clip(model, tokenizer, name, warmup, streams(warmup.steps, 0), slack)  # uncounted
         for plan in plans:
             reports = [
                 report
                 for seed in range(1, clips + 1)
-                for report in stream_clip(model, tokenizer, name, plan, seed, slack)
+                for report in stream_clip(
+                    model, tokenizer, name, plan, streams(plan.steps, seed), slack
+                )
             ]
             records.append(summarise(name, plan, reports))
             if on_record is not None:
@@ -220,16 +236,10 @@ def measure_cost(
 
 
 def stream_clip(
-    model: TinyOmniModel,
-    tokenizer: Tokenizer,
-    policy: str,
-    plan: BudgetPlan,
-    seed: int,
-    slack: float = 0.0,
+    model: Any, tokenizer: Any, policy: str, plan: BudgetPlan, inputs: Any, slack: float = 0.0
 ) -> list[MemoryReport]:
-    """One random clip of ``plan.steps`` steps through a fresh session; its per-chunk reports."""
-    dtype = next(model.parameters()).dtype
-    inputs = random_stream(model.config.feature_spec, plan.steps, seed=seed, dtype=dtype)
+    """One clip (``inputs``, ``plan.steps`` steps) through a fresh session; its per-chunk
+    reports."""
     session = StreamingSession(model, tokenizer, make_policy(policy), plan.tokens, slack=slack)
     return session.stream(inputs)
 

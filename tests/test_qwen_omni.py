@@ -300,6 +300,29 @@ def test_eval_answers_the_synthetic_questions_with_a_saved_thinker(
     assert code == 2 and "tpu" in err
 
 
+def test_cost_measures_a_saved_thinker(capsys, tmp_path, thinker_folder):
+    """``omnimem cost --model DIR``: compression against prefill on the thinker itself, fed
+    random frames; every policy compresses the planned number of times at the budget."""
+    out_json = tmp_path / "cost.json"
+    code, out, err = run_cli(
+        capsys,
+        "cost",
+        "--model", str(thinker_folder),
+        "--size", "56",
+        "--budgets", "200,400",
+        "--compressions", "2",
+        "--policies", "vnorm,omnimem",
+        "--json", str(out_json),
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"thinker in {thinker_folder}: 2 layers x 32 wide" in out
+    records = json.loads(out_json.read_text())["records"]
+    assert {(r["policy"], r["budget_tokens"]) for r in records} == {
+        (p, b) for p in ("vnorm", "omnimem") for b in (200, 400)
+    }
+    assert all(r["compressions"] == 2 and r["compress_ms_per_compression"] > 0 for r in records)
+
+
 @pytest.mark.parametrize(
     ("remove", "message"),
     [

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omnimem_ref.budget import Budget, parse_budget
 from omnimem_ref.commands import (
@@ -30,7 +30,7 @@ from omnimem_ref.files import atomic_write
 from omnimem_ref.policies import parse_policies
 
 if TYPE_CHECKING:  # torch loads slowly: omnimem_ref.cost is imported after the checks
-    from omnimem_ref.cost import CostRecord, Shape
+    from omnimem_ref.cost import CostRecord
 
 DTYPES = ("float32", "bfloat16", "float16")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -77,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="compress to (1 - slack) x budget when memory exceeds the budget (default 0)",
     )
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="measure a local Qwen2.5-Omni thinker folder instead of a random TinyOmni of --shape "
+        "(fed random --size x --size frames and noise audio); nothing is downloaded",
+    )
+    parser.add_argument("--size", type=int, default=448, help="--model: frame side in pixels")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=DTYPES)
     parser.add_argument("--json", metavar="FILE", help="write the records and settings as JSON")
@@ -128,9 +135,24 @@ def run(args: argparse.Namespace) -> None:
         random_model,
     )
 
-    shape = SHAPES[args.shape]
-    model, tokenizer = random_model(shape, args.device, getattr(torch, args.dtype))
-    print(_describe(args, shape, budgets), flush=True)
+    streams = None  # TinyOmni's random encoder inputs
+    model: Any  # a random TinyOmni of --shape, or the thinker in --model
+    tokenizer: Any
+    if args.model is not None:  # the thinker in --model, fed random frames and noise audio
+        from omnimem_ref.model.qwen_omni.loading import load_thinker
+        from omnimem_ref.model.qwen_omni.shapes import random_thinker_stream
+
+        model = load_thinker(args.model, args.device, args.dtype)
+        tokenizer = model.tokenizer
+
+        def streams(steps: int, seed: int) -> Any:
+            return random_thinker_stream(model, steps * 2.0, args.size, seed)
+
+        detail = _thinker_detail(model, streams(1, 0))
+    else:
+        model, tokenizer = random_model(SHAPES[args.shape], args.device, getattr(torch, args.dtype))
+        detail = asdict(SHAPES[args.shape])
+    print(_describe(args, detail, budgets), flush=True)
     started = time.perf_counter()
     records = measure_cost(
         model,
@@ -144,18 +166,34 @@ def run(args: argparse.Namespace) -> None:
         on_record=lambda r: print(
             f"  measured {r.policy} at {r.budget_tokens} tokens", file=sys.stderr, flush=True
         ),
+        streams=streams,
     )
     print(cost_table(records))
     for line in growth_lines(records):
         print(line)
     print(f"\n{len(records)} records in {time.perf_counter() - started:.0f} s")
     if args.json:
-        print(f"wrote {_write_json(args, shape, budgets, records)}")
+        print(f"wrote {_write_json(args, detail, budgets, records)}")
     if args.plot:
         print(f"wrote {_save_plot(args, records)}")
 
 
-def _describe(args: argparse.Namespace, shape: Shape, budgets: list[Budget]) -> str:
+def _thinker_detail(model: Any, stream: Any) -> dict[str, Any]:
+    """The measured thinker's decoder shape and token rate, as :class:`Shape` describes one."""
+    text = model.config.text_config
+    return {
+        "layers": text.num_hidden_layers,
+        "hidden": text.hidden_size,
+        "heads": text.num_attention_heads,
+        "kv_heads": text.num_key_value_heads,
+        "intermediate": text.intermediate_size,
+        "visual_tokens": stream.visual_tokens_per_step,
+        "audio_tokens": stream.audio_tokens_per_step,
+        "step_seconds": stream.step_seconds,
+    }
+
+
+def _describe(args: argparse.Namespace, detail: dict[str, Any], budgets: list[Budget]) -> str:
     """The settings a reader needs to interpret the table, printed before the (long) run."""
     length = (
         f"{args.steps} steps per clip"
@@ -164,27 +202,33 @@ def _describe(args: argparse.Namespace, shape: Shape, budgets: list[Budget]) -> 
         f"(fractions: 20 steps)"
     )
     slack = f", slack {args.slack:g}" if args.slack else ""
+    visual = detail.get("visual_tokens", detail.get("grid", 0) ** 2)
+    name = f"thinker in {args.model}" if args.model else args.shape
+    weights = "its own weights, random frames" if args.model else "random weights"
     return (
-        f"{args.shape}: {shape.layers} layers x {shape.hidden} wide, {shape.heads} heads "
-        f"({shape.kv_heads} kv), {shape.tokens_per_step} tokens per {shape.step_seconds:g} s step "
-        f"({shape.grid**2} visual + {shape.audio_tokens} audio); budgets "
-        f"{','.join(str(b) for b in budgets)}; {length}; {args.clips} counted clip(s) after a "
-        f"short warm-up{slack}; {args.device}, {args.dtype}, random weights\n"
+        f"{name}: {detail['layers']} layers x {detail['hidden']} wide, {detail['heads']} heads "
+        f"({detail['kv_heads']} kv), {visual + detail['audio_tokens']} tokens per "
+        f"{detail['step_seconds']:g} s step ({visual} visual + {detail['audio_tokens']} audio); "
+        f"budgets {','.join(str(b) for b in budgets)}; {length}; {args.clips} counted clip(s) "
+        f"after a short warm-up{slack}; {args.device}, {args.dtype}, {weights}\n"
         "prefill ms: per chunk once memory is full (the chunks that compressed); compress/prefill: "
         "one compression per such prefill; amortised: all compression / all prefill"
     )
 
 
 def _write_json(
-    args: argparse.Namespace, shape: Shape, budgets: list[Budget], records: list[CostRecord]
+    args: argparse.Namespace,
+    detail: dict[str, Any],
+    budgets: list[Budget],
+    records: list[CostRecord],
 ) -> Path:
     from omnimem_ref.cost import records_as_dicts
 
-    settings = ("shape", "steps", "compressions", "clips", "slack", "device", "dtype", "threads")
+    settings = ("shape", "model", "size", "steps", "compressions", "clips", "slack", "device")
     payload = {
-        **{name: getattr(args, name) for name in settings},
+        **{name: getattr(args, name) for name in (*settings, "dtype", "threads")},
         "budgets": [str(b) for b in budgets],
-        "shape_detail": asdict(shape),
+        "shape_detail": detail,
         "records": records_as_dicts(records),
     }
     return atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
@@ -200,7 +244,8 @@ def _save_plot(args: argparse.Namespace, records: list[CostRecord]) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     plot_cost_vs_budget(records, ax=ax)
-    ax.set_title(f"Compression and prefill time against memory ({args.shape}, {args.device})")
+    name = "thinker" if args.model else args.shape
+    ax.set_title(f"Compression and prefill time against memory ({name}, {args.device})")
     fig.tight_layout()
     try:
         return atomic_write(args.plot, lambda tmp: fig.savefig(tmp, dpi=130))
