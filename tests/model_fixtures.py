@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -57,3 +59,21 @@ class HeadWiseRecorder(Recorder):
     def select(self, memory: KVMemory, budget: int, context: ChunkContext) -> torch.Tensor:
         self.memory, self.context = copy.deepcopy(memory), context
         return KeyNorm().select(memory, budget, context)
+
+
+@contextmanager
+def attention_outputs(model: TinyOmniModel) -> Iterator[dict[int, torch.Tensor]]:
+    """While active, ``captured[layer]`` is the input of ``o_proj`` (the heads' concatenated
+    outputs, (tokens, heads x d)) of the latest forward pass: what the backbone itself attended."""
+    captured: dict[int, torch.Tensor] = {}
+    hooks = [
+        layer.self_attn.o_proj.register_forward_pre_hook(
+            lambda module, args, i=i: captured.__setitem__(i, args[0][0].detach())
+        )
+        for i, layer in enumerate(model.backbone.layers)
+    ]
+    try:
+        yield captured
+    finally:
+        for hook in hooks:
+            hook.remove()

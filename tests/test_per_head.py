@@ -30,7 +30,7 @@ from omnimem_ref.policies.selection import content_keys
 from omnimem_ref.policies.vnorm import value_norm_scores
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.training.finetune import FinetuneConfig, finetune
-from tests.model_fixtures import HeadWiseRecorder
+from tests.model_fixtures import HeadWiseRecorder, attention_outputs
 
 KV_HEADS = 2  # tiny_model: 4 query heads, 2 key/value heads, 2 layers
 
@@ -48,19 +48,9 @@ def test_heads_of_one_layer_hold_different_rows(last_chunk_per_head):
 def test_the_backbone_attends_to_each_heads_own_rows(model, tokenizer, stream):
     """After head-wise evictions, what the backbone computes for the last chunk equals our
     attention over each head's own rows at their own positions."""
-    captured = {}
-    hooks = [
-        layer.self_attn.o_proj.register_forward_pre_hook(
-            lambda module, args, i=i: captured.__setitem__(i, args[0][0].detach())
-        )
-        for i, layer in enumerate(model.backbone.layers)
-    ]
     recorder = HeadWiseRecorder()
-    try:
+    with attention_outputs(model) as captured:
         StreamingSession(model, tokenizer, recorder, budget=113).stream(stream)
-    finally:
-        for hook in hooks:
-            hook.remove()
     memory, context = recorder.memory, recorder.context
     assert not torch.equal(memory.meta.position[0], memory.meta.position[1])
     for layer, proxy in enumerate(chunk_tail(context, 32)):

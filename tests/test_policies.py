@@ -43,7 +43,7 @@ from omnimem_ref.policies.selection import (
 )
 from omnimem_ref.streaming.oracle import answer_kl_oracle
 from omnimem_ref.streaming.session import StreamingSession
-from tests.model_fixtures import OPTIONS, QUESTION, Recorder, tiny_stream
+from tests.model_fixtures import OPTIONS, QUESTION, Recorder, attention_outputs, tiny_stream
 
 BUDGET = 40
 
@@ -56,20 +56,10 @@ def proxies_of(kind, memory, context):
 
 def test_proxy_queries_reproduce_the_layers_own_attention(model, tokenizer, stream):
     """Chunk-tail queries + our attention == what the backbone computed for those tokens."""
-    captured = {}
-    hooks = [
-        layer.self_attn.o_proj.register_forward_pre_hook(
-            lambda module, args, i=i: captured.__setitem__(i, args[0][0].detach())
-        )
-        for i, layer in enumerate(model.backbone.layers)
-    ]
     recorder = Recorder()
     full_length = 9 + stream.n_steps * stream.tokens_per_step
-    try:
+    with attention_outputs(model) as captured:
         StreamingSession(model, tokenizer, recorder, budget=full_length - 1).stream(stream)
-    finally:
-        for hook in hooks:
-            hook.remove()
     memory, context = recorder.memory, recorder.context
     for layer, proxy in enumerate(chunk_tail(context, 32)):
         _, output = proxy_attention(memory, layer, proxy)  # (heads, w, d)

@@ -58,17 +58,10 @@ def layer_output_change(
     ``w_o`` (hidden, heads * d) is ``o_proj``'s weight; everything else as in
     :func:`~omnimem_ref.policies.attention.attend`.
     """
-    n = keys.shape[1] if n is None else n
-    full, without = _outputs_without_each_token(
-        queries, query_positions, keys, values, key_positions, n
-    )
-    w_o = w_o.double()
-
-    def layer_output(heads: torch.Tensor) -> torch.Tensor:  # (heads, q, d) -> (q, hidden)
-        return heads.transpose(0, 1).flatten(1) @ w_o.T
-
-    reference = layer_output(full)
-    return torch.stack([(layer_output(o) - reference).norm(dim=-1) for o in without], -1)
+    # Every head loses the row: one unit holding all of them.
+    return unit_output_change(
+        queries, query_positions, keys, values, key_positions, w_o, units=1, n=n
+    )[0]
 
 
 def unit_output_change(
