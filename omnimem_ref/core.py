@@ -68,14 +68,6 @@ def _cache_keyword(forward: Callable) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def mean_per_unit(x: torch.Tensor, units: int) -> torch.Tensor:
-    """(..., heads, n) -> (..., units, n): a per-head quantity averaged over the heads that share a
-    unit (``heads`` a multiple of ``units``: key/value heads, or query heads, which GQA groups)."""
-    if units == 1:
-        return x.mean(dim=-2, keepdim=True)
-    return x.unflatten(-2, (units, -1)).mean(dim=-2)
-
-
 class KVMemory:
     """A ``DynamicCache`` with per-unit token metadata aligned row for row (see "Units" above)."""
 
@@ -112,8 +104,11 @@ class KVMemory:
 
     def per_unit(self, x: torch.Tensor) -> torch.Tensor:
         """(layers, heads, n) per-head quantities -> (units, n): averaged over the heads of each
-        unit (all heads, layer-wise)."""
-        return mean_per_unit(x, self.units_per_layer).flatten(0, 1)
+        unit (all heads layer-wise; ``heads`` is a multiple of the units: key/value heads, or
+        query heads, which GQA groups)."""
+        if self.units_per_layer == 1:
+            return x.mean(dim=1)
+        return x.unflatten(1, (self.units_per_layer, -1)).mean(dim=2).flatten(0, 1)
 
     def _layers(self) -> list[DynamicLayer]:
         return self.cache.layers  # type: ignore[return-value]  # always DynamicLayer here

@@ -107,3 +107,18 @@ def test_omnimem_leads_every_baseline_at_5_and_10_percent():
         for policy in baselines:
             interval = difference(result, policy, budget, "omnimem")
             assert interval is not None and interval.high < 0, (policy, budget, str(interval))
+
+
+def test_window_rule_table_matches_the_validation_run():
+    rows = {
+        (r["variant"], r["budget"]): r
+        for r in json.loads((ROOT / "results" / "validation_window_rule.json").read_text())["rows"]
+    }
+    table = table_after("| window share of the free slots |")
+    shares = ("0.25", "0.5", "0.75", "1.0")
+    assert len(table) == len(shares)
+    for share, row in zip(shares, table, strict=True):
+        columns = [(p, b) for p in ("snapkv", "criticalkv") for b in ("0.05", "0.1")]
+        for (policy, budget), cell in zip(columns, row[1:], strict=True):
+            expected = rows[f"{policy} window_share={share}", budget]["accuracy"]
+            assert number(cell) == pytest.approx(expected, abs=0.05), (share, policy, budget)

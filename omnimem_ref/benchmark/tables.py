@@ -157,14 +157,13 @@ def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
     if base not in result.policies or not ablations:
         return None
     first, width = 36, 32  # cells: accuracy, then the change, left-aligned
-    header = f"{'policy (compared with)':<{first}}" + "".join(
-        f"{budget_label(b):>5}".ljust(width) for b in result.budgets
-    )
+    budgets = [f"{budget_label(b):>5}" for b in result.budgets]
+    header = _left_aligned("policy (compared with)", budgets, first, width)
     title = (
         "Ablations: accuracy (%) and change from the policy each differs from by one change "
         "(points; 95% paired bootstrap interval over clips)"
     )
-    lines = [title, header.rstrip(), "-" * len(header)]
+    lines = [title, header, "-" * (first + width * len(budgets))]
     for policy in [base, *ablations]:
         other = against.get(policy)
         label = policy if other is None or policy == base else f"{policy} ({other})"
@@ -174,7 +173,7 @@ def ablation_table(result: BenchResult, base: str = "omnimem") -> str | None:
             if other is not None and policy != base:
                 change = _difference_cell(result, policy, b, other) if other in against else "–"
             cells.append(f"{100 * result.record(policy, b).accuracy:5.1f}  {change}")
-        lines.append((f"{label:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
+        lines.append(_left_aligned(label, cells, first, width))
     return "\n".join(lines)
 
 
@@ -190,22 +189,26 @@ def head_wise_table(result: BenchResult) -> str | None:
     if not pairs:
         return None
     first, width = 24, 36
-    header = f"{'policy':<{first}}" + "".join(
-        f"{budget_label(b):>5}".ljust(width) for b in result.budgets
-    )
+    budgets = [f"{budget_label(b):>5}" for b in result.budgets]
+    header = _left_aligned("policy", budgets, first, width)
     title = (
         "Per layer vs per key/value head: accuracy (%) per layer / per head, and the change "
         "from choosing per head (points; 95% paired bootstrap interval over clips)"
     )
-    lines = [title, header.rstrip(), "-" * len(header)]
+    lines = [title, header, "-" * (first + width * len(budgets))]
     for layer_wise, head_wise in pairs:
         cells = []
         for b in result.budgets:
             a, h = result.record(layer_wise, b).accuracy, result.record(head_wise, b).accuracy
             change = _difference_cell(result, head_wise, b, layer_wise)
             cells.append(f"{100 * a:5.1f} / {100 * h:5.1f}  {change}")
-        lines.append((f"{layer_wise:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
+        lines.append(_left_aligned(layer_wise, cells, first, width))
     return "\n".join(lines)
+
+
+def _left_aligned(label: str, cells: list[str], first: int, width: int) -> str:
+    """One line of a table whose cells are left-aligned (a number, then its interval)."""
+    return (f"{label:<{first}}" + "".join(f"{c:<{width}}" for c in cells)).rstrip()
 
 
 def _compared_with(policy: str) -> str | None:

@@ -34,18 +34,16 @@ def attention_logits(
 ) -> torch.Tensor:
     """(heads, q, n): ``q·k / sqrt(d)``, ``-inf`` where a key comes after the query.
 
-    ``queries`` (heads, q, d); ``keys`` (kv_heads, n, d); ``key_positions`` (n,), or
-    (units, n) with one row per unit of the layer (head-wise: per key/value head).
+    ``queries`` (heads, q, d); ``keys`` (kv_heads, n, d); ``key_positions`` (units, n), one row per
+    unit of the layer (one row layer-wise; one per key/value head head-wise), as
+    :func:`visible_keys` gives them.
     """
     n_heads, _, head_dim = queries.shape
     keys = repeat_kv_heads(keys.to(dtype), n_heads)
     logits = queries.to(dtype) @ keys.transpose(1, 2) / math.sqrt(head_dim)  # q·k / sqrt(d)
-    if key_positions.dim() == 2:  # (units, n) -> (heads, 1, n): each head its unit's rows
-        key_positions = key_positions.repeat_interleave(n_heads // len(key_positions), dim=0)
-        key_positions = key_positions.unsqueeze(1)
-    else:
-        key_positions = key_positions.unsqueeze(0)  # (1, n): the same rows for every query
-    visible = key_positions <= query_positions.unsqueeze(1)  # causal by position: (.., q, n)
+    # (units, n) -> (heads, 1, n): each query head sees its own unit's rows
+    per_head = key_positions.repeat_interleave(n_heads // len(key_positions), dim=0).unsqueeze(1)
+    visible = per_head <= query_positions.unsqueeze(1)  # causal by position: (heads, q, n)
     return logits.masked_fill(~visible, float("-inf"))
 
 
