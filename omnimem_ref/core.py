@@ -140,15 +140,15 @@ class KVMemory:
             if self.units_per_layer == 1:  # every head keeps the same rows
                 layer.keys, layer.values = layer.keys[:, :, kept[0]], layer.values[:, :, kept[0]]
             else:  # (batch, kv_heads, n, d): each head its own rows
-                layer.keys = _gather_rows(layer.keys, kept.unsqueeze(0))
-                layer.values = _gather_rows(layer.values, kept.unsqueeze(0))
+                layer.keys = _take_rows_per_head(layer.keys, kept.unsqueeze(0))
+                layer.values = _take_rows_per_head(layer.values, kept.unsqueeze(0))
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
         self._must_keep = None
         for name, rows in list(self._per_token.items()):
             if int(indices[:, -1].max()) >= rows.shape[2]:
                 del self._per_token[name]  # some kept rows were never computed: redo when asked
                 continue
-            self._per_token[name] = _gather_rows(rows, per_layer)
+            self._per_token[name] = _take_rows_per_head(rows, per_layer)
         self.check_aligned()
 
     def drop_last(self, n: int) -> None:
@@ -254,7 +254,7 @@ class KVMemory:
         }
 
 
-def rows_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(units, k, dim): ``x[u, index[u, j]]`` for (units, n, dim) ``x`` and (units, k) ``index``.
 
     The same as ``x.gather(1, index[..., None].expand(-1, -1, dim))``, as one ``index_select`` of
@@ -266,7 +266,7 @@ def rows_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.reshape(units * n, dim).index_select(0, flat).view(units, -1, dim)
 
 
-def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+def _take_rows_per_head(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """Each head's rows, chosen by its unit's indices.
 
     ``rows`` (*lead, heads, n, *trail); ``kept`` (*lead, units, k) -> (*lead, heads, k, *trail).
@@ -283,7 +283,7 @@ def _gather_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{heads} heads cannot follow {units} token sets per layer")
     trail = rows.shape[lead + 2 :]
     flat = rows.reshape(-1, n, math.prod(trail))  # (lead x heads, n, numbers per row)
-    picked = rows_of(flat, index.reshape(-1, index.shape[-1]))
+    picked = take_rows(flat, index.reshape(-1, index.shape[-1]))
     return picked.view(*rows.shape[: lead + 1], -1, *trail)
 
 

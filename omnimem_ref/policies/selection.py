@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions, rows_of
+from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions, take_rows
 from omnimem_ref.policies.base import free_slots, keep_top
 
 if TYPE_CHECKING:
@@ -167,10 +167,10 @@ def redundancy_adjusted(
     scores = scores.float().clamp_min(0)
     order = best_first(scores)
     keys = keys.float().gather(-2, order.unsqueeze(-1).expand_as(keys))
-    unit = torch.nn.functional.normalize(keys, dim=-1)
+    direction = torch.nn.functional.normalize(keys, dim=-1)
     group = groups.gather(-1, order)
     same_group = group.unsqueeze(-1) == group.unsqueeze(-2)
-    cosine = torch.where(same_group, unit @ unit.transpose(-1, -2), 0).triu(diagonal=1)
+    cosine = torch.where(same_group, direction @ direction.transpose(-1, -2), 0).triu(diagonal=1)
     nearest = cosine.amax(dim=-2)  # max over the better-ranked i of each j (0 if none)
     closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)  # d(max cos) = max d(cos)
     return scores * (1 - torch.empty_like(closest).scatter_(-1, order, closest))
@@ -186,21 +186,21 @@ def bounded_redundancy_adjusted(
     """(units, n): :func:`redundancy_adjusted`, with each candidate compared only with the
     ``compare_with`` best-ranked members of its group (those ranked above it among them).
 
-    How, without an N x N matrix: sort every layer's rows by (group, rank), so each group is a
+    How, without an N x N matrix: sort every unit's rows by (group, rank), so each group is a
     run whose first rows are its best; cut each run into blocks of at most ``rows`` members; a
     block's rows are compared with its group's first ``compare_with`` rows in one small matrix
-    product. Work and memory: O(layers · N · compare_with · dim).
+    product. Work and memory: O(units · N · compare_with · dim).
     """
-    n_layers, n = scores.shape
+    n_units, n = scores.shape
     scores = scores.float().clamp_min(0)
     ranked = best_first(scores)
     order = ranked.gather(1, groups.gather(1, ranked).argsort(dim=1, stable=True))
-    # Flatten the layers: one id per (layer, group), non-decreasing along the sorted rows.
+    # Flatten the units: one id per (unit, group), non-decreasing along the sorted rows.
     span = int(groups.max() - groups.min()) + 1
-    layer = torch.arange(n_layers, device=groups.device).unsqueeze(1)
-    group_id = (groups.gather(1, order) - groups.min() + layer * span).flatten()
-    unit = rows_of(keys.float(), order).flatten(0, 1)  # (L * n, dim), sorted: a copy
-    unit /= unit.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit keys, in place
+    unit = torch.arange(n_units, device=groups.device).unsqueeze(1)
+    group_id = (groups.gather(1, order) - groups.min() + unit * span).flatten()
+    direction = take_rows(keys.float(), order).flatten(0, 1)  # (units * n, dim), sorted: a copy
+    direction /= direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit length, in place
     row_index = torch.arange(len(group_id), device=groups.device)
     first = torch.ones_like(group_id, dtype=torch.bool)
     first[1:] = group_id[1:] != group_id[:-1]
@@ -210,15 +210,15 @@ def bounded_redundancy_adjusted(
     rows = max(4, min(64, len(group_id) // max(1, int(first.sum()))))
     new_block = first | (place % rows == 0)
     block = new_block.cumsum(dim=0) - 1
-    padded = unit.new_zeros(int(block[-1]) + 1, rows, unit.shape[-1])
-    padded[block, place % rows] = unit
-    best = start[new_block].unsqueeze(1) + torch.arange(compare_with, device=unit.device)
-    columns = unit[best.clamp_max(len(unit) - 1)]  # (blocks, compare_with, dim)
-    cosine = (padded @ columns.transpose(1, 2))[block, place % rows]  # (L * n, compare_with)
-    above = torch.arange(compare_with, device=unit.device) < place.unsqueeze(1)
+    padded = direction.new_zeros(int(block[-1]) + 1, rows, direction.shape[-1])
+    padded[block, place % rows] = direction
+    best = start[new_block].unsqueeze(1) + torch.arange(compare_with, device=direction.device)
+    columns = direction[best.clamp_max(len(direction) - 1)]  # (blocks, compare_with, dim)
+    cosine = (padded @ columns.transpose(1, 2))[block, place % rows]  # (units * n, compare_with)
+    above = torch.arange(compare_with, device=direction.device) < place.unsqueeze(1)
     nearest = torch.where(above, cosine, 0).amax(dim=1).clamp_min(0)  # 0 if nothing above
     closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)
-    adjusted = scores.gather(1, order) * (1 - closest.view(n_layers, n))
+    adjusted = scores.gather(1, order) * (1 - closest.view(n_units, n))
     return torch.empty_like(adjusted).scatter_(1, order, adjusted)
 
 
@@ -285,7 +285,7 @@ def pool_means(keys: torch.Tensor, pools: torch.Tensor, n_pools: int) -> torch.T
     means = member.transpose(1, 2) @ keys.float() / sizes  # (units, pools, dim)
     # Each row's pool mean, by index (zero for protected rows, pool -1): one row copy per token.
     means = torch.cat([means.new_zeros(len(means), 1, means.shape[-1]), means], dim=1)
-    return rows_of(means, pools + 1)
+    return take_rows(means, pools + 1)
 
 
 def keep_per_pool(scores: torch.Tensor, pools: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
