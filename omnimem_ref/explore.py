@@ -128,8 +128,8 @@ def build_policy(
 
     ``audio_share`` and ``threshold`` are OmniMem's knobs: the audio share of the free slots
     (``FixedShare``; ``None`` or :data:`BY_MASS` keeps the default split by score mass) and the
-    redundancy threshold
-    ``τ`` (``RedundancyAware(threshold=τ)``: keys less similar than ``τ`` are not discounted).
+    redundancy threshold ``τ`` (``RedundancyAware(threshold=τ)``: keys less similar than ``τ`` are
+    not discounted).
     Other policies have neither, so for them the knobs are ignored, and the label says so.
     """
     if audio_share == BY_MASS:
@@ -206,7 +206,9 @@ class Explorer:
         threshold: float = 0.0,
     ) -> View:
         """The sliders' callback: stream (:meth:`view`), draw (:func:`plot_view`), and return what
-        was drawn, so a notebook can assert on it."""
+        was drawn, so a notebook can assert on it. The arguments are :meth:`view`'s, repeated
+        one by one because ipywidgets makes one control per named argument
+        (:func:`slider_controls`)."""
         view = self.view(policy, budget, model, audio_share, threshold)
         plot_view(view, self.clip, show_model=len(self.models) > 1)
         plt.show()
@@ -308,7 +310,7 @@ def plot_view(view: View, clip: ExploreClip, show_model: bool = False) -> Figure
     grid = fig.add_gridspec(2, 3, width_ratios=[6, 1.2, 2.6], height_ratios=[3, 1.2])
     ax_v = fig.add_subplot(grid[0, 0])
     ax_a = fig.add_subplot(grid[1, 0], sharex=ax_v)
-    title = f"{view.label}" + (f", {view.model}" if show_model else "")
+    title = view.label + (f", {view.model}" if show_model else "")
     plot_survival_map(view.kept, axes=(ax_v, ax_a), title=title, evidence=clip.evidence)
     ax_v.tick_params(labelbottom=False)
     plot_kept_tokens(view, fig.add_subplot(grid[:, 1]))

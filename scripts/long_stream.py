@@ -65,16 +65,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         model = shaped_thinker(shape, args.encoders, args.device, dtype)
         tokenizer = model.tokenizer
         inputs: Any = random_thinker_stream(model, args.minutes * 60, args.size)
-        steps, step_seconds, tokens_per_step = (
-            inputs.n_steps,
-            inputs.step_seconds,
-            inputs.tokens_per_step,
-        )
     else:
         model, tokenizer = random_model(shape, args.device, dtype)
-        steps = int(args.minutes * 60 / shape.step_seconds)
-        inputs = random_stream(model.config.feature_spec, steps, seed=0, dtype=dtype)
-        step_seconds, tokens_per_step = shape.step_seconds, shape.tokens_per_step
+        n_steps = int(args.minutes * 60 / shape.step_seconds)
+        inputs = random_stream(model.config.feature_spec, n_steps, seed=0, dtype=dtype)
+    steps, step_seconds = inputs.n_steps, inputs.step_seconds
     budget = None if args.budget == "none" else int(args.budget)
     policy = None if budget is None else make_policy(args.policy)
     session = StreamingSession(model, tokenizer, policy, budget, slack=args.slack)
@@ -83,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     kind = "Qwen2.5-Omni thinker" if args.thinker else "TinyOmni"
     print(
         f"{kind} of shape {args.shape} on {args.device} ({args.dtype}), {args.policy} at "
-        f"{args.budget} tokens, {steps} steps of {step_seconds:g} s ({tokens_per_step} tokens each)"
+        f"{args.budget} tokens, {steps} steps of {step_seconds:g} s ({inputs.tokens_per_step} tokens each)"
     )
     print(
         f"{'stream min':>10} {'video s / s':>11} {'tokens':>7} {'compress/prefill':>17} "

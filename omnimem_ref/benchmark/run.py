@@ -125,7 +125,7 @@ def run_benchmark(
         steps = spec.n_steps(scenes[clip_name].duration)
         expected = stream_tokens(prefix, steps, spec.tokens_per_step)
         for budget in budgets:
-            _check_budget(budget, budget.resolve(expected), prefix, clip_name)
+            check_budget(budget, budget.resolve(expected), prefix, clip_name)
 
     questions = [
         {"clip": q.clip, "family": q.family, "answer": q.answer}
@@ -142,7 +142,7 @@ def run_benchmark(
         for name, factory, maybe in runs:
             bar.set_postfix_str(f"{name} @ {maybe or 'none'}", refresh=False)
             tokens = full_tokens if maybe is None else maybe.resolve(full_tokens)
-            _check_budget(maybe, tokens, prefix, clip_name)
+            check_budget(maybe, tokens, prefix, clip_name)
             session = StreamingSession(
                 model,
                 tokenizer,
@@ -193,7 +193,9 @@ def _factories(
     return {FULL: POLICIES[FULL], **factories}
 
 
-def _check_budget(budget: Budget | None, tokens: int, prefix: int, clip: str) -> None:
+def check_budget(budget: Budget | None, tokens: int, prefix: int, clip: str) -> None:
+    """Refuse, in one sentence, a budget that resolves to fewer tokens on ``clip`` than the
+    prompt prefix every policy must keep (the synthetic and the published benchmarks share it)."""
     if budget is not None and tokens < prefix:
         raise OmniMemError(
             f"Budget {budget} leaves {tokens} tokens on {clip}, fewer than the {prefix}-token "

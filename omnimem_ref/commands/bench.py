@@ -134,8 +134,7 @@ def run(args: argparse.Namespace) -> None:
     budgets = parse_budgets(args.budgets)
     policies = parse_policies(args.policies)
     require_at_least_one(args, "--limit", "--steps-per-chunk")
-    if not 0 <= args.slack < 1:
-        raise OmniMemError(f"--slack must be at least 0 and below 1, got {args.slack}.")
+    check_slack(args.slack)
     apply_threads(args)
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p is not None]
     for path in outputs:  # refuse an unwritable destination before the long run, not after
@@ -143,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
             raise OmniMemError(f"{path} is a folder; give a file name for the output.")
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    from omnimem_ref.model.checkpoint import load_model  # torch loads slowly: after the checks
+    from omnimem_ref.model.checkpoint import load_model
 
     model, tokenizer = load_model(args.checkpoint, args.adapter)
     result = run_benchmark(
@@ -167,6 +166,12 @@ def run(args: argparse.Namespace) -> None:
         print(f"wrote {write_csv(result, args.csv)}")
     if args.plot:
         print(f"wrote {_save_plot(result, Path(args.plot))}")
+
+
+def check_slack(slack: float) -> None:
+    """Refuse a ``--slack`` outside [0, 1) (both kinds of run)."""
+    if not 0 <= slack < 1:
+        raise OmniMemError(f"--slack must be at least 0 and below 1, got {slack}.")
 
 
 def _save_plot(result, path: Path) -> Path:

@@ -26,10 +26,15 @@ from omnimem_ref.commands import (
     load_streaming_model,
     require_at_least_one,
 )
+from omnimem_ref.commands.bench import check_slack
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies import parse_policies
 from omnimem_ref.real_benchmarks import MultipleChoice, check_videos, read_benchmark
+from omnimem_ref.real_benchmarks.answers import AnswerLog, read_logs
 from omnimem_ref.real_benchmarks.formats import get_format
+from omnimem_ref.real_benchmarks.multiple_choice import by_video
+from omnimem_ref.real_benchmarks.run import Run, Streaming, run_questions, runs_of
+from omnimem_ref.real_benchmarks.summary import summarize, table, write_summary
 
 DEFAULT_POLICIES = "omnimem"  # every policy on a 7B model for hours each is rarely what is meant
 
@@ -45,8 +50,6 @@ def run(args: argparse.Namespace) -> None:
     summary_path = Path(args.json or f"outputs/bench_{args.benchmark}.json")
     if summary_path.is_dir():
         raise OmniMemError(f"{summary_path} is a folder; give a file name for --json.")
-
-    from omnimem_ref.real_benchmarks.run import runs_of  # torch loads slowly: after the checks
 
     runs = runs_of(policies, budgets)
     if args.merge:
@@ -69,8 +72,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.merge and (args.shard or args.resume):
         raise OmniMemError("--merge summarizes whole runs; leave out --shard and --resume.")
     require_at_least_one(args, "--limit", "--steps-per-chunk", "--rotary-limit")
-    if not 0 <= args.slack < 1:
-        raise OmniMemError(f"--slack must be at least 0 and below 1, got {args.slack}.")
+    check_slack(args.slack)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -92,8 +94,7 @@ def select(
     """The questions of every N-th video from the I-th (a shard: a video is decoded by one
     process only), then the first ``limit`` of them."""
     index, count = shard
-    videos = list(dict.fromkeys(q.video for q in questions))
-    mine = set(videos[index::count])
+    mine = set(list(by_video(questions))[index::count])
     chosen = [q for q in questions if q.video in mine][:limit]
     if not chosen:
         raise OmniMemError(f"Shard {index}/{count} holds no question; use fewer shards.")
@@ -101,11 +102,8 @@ def select(
 
 
 def _answer_all(
-    args: argparse.Namespace, questions: list[MultipleChoice], runs: list, summary_path: Path
+    args: argparse.Namespace, questions: list[MultipleChoice], runs: list[Run], summary_path: Path
 ) -> None:
-    from omnimem_ref.real_benchmarks.answers import AnswerLog
-    from omnimem_ref.real_benchmarks.run import Streaming, run_questions
-
     apply_threads(args)
     check_device(args.device)
     log_path = Path(args.resume) if args.resume else summary_path.with_suffix(".answers.jsonl")
@@ -131,27 +129,24 @@ def _answer_all(
 
 
 def _merge(
-    args: argparse.Namespace, questions: list[MultipleChoice], runs: list, summary_path: Path
+    args: argparse.Namespace, questions: list[MultipleChoice], runs: list[Run], summary_path: Path
 ) -> None:
-    from omnimem_ref.real_benchmarks.answers import read_logs, read_settings
-
     paths = [Path(p) for p in args.merge]
-    lines = read_logs(paths)
-    settings = {**read_settings(paths[0]), "answers": [str(p) for p in paths]}
-    _finish(args, questions, runs, lines, summary_path, settings)
+    settings, lines = read_logs(paths)
+    _finish(
+        args, questions, runs, lines, summary_path, {**settings, "answers": [str(p) for p in paths]}
+    )
 
 
 def _finish(
     args: argparse.Namespace,
     questions: list[MultipleChoice],
-    runs: list,
+    runs: list[Run],
     lines: list[dict[str, Any]],
     summary_path: Path,
     settings: dict[str, Any],
 ) -> None:
     """Write the summary of ``lines`` over the selected questions, and print its table."""
-    from omnimem_ref.real_benchmarks.summary import summarize, table, write_summary
-
     about = {
         **settings,
         "videos": str(args.videos),

@@ -95,9 +95,9 @@ def check_same_settings(old: dict[str, Any], new: dict[str, Any], path: Path) ->
             )
 
 
-def read_logs(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """The answers of several logs (e.g. one per shard), refused if their settings differ from the
-    first log's; each (question, policy, budget) kept once."""
+def read_logs(paths: Iterable[Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings and answers of several logs (e.g. one per shard), refused if their settings
+    differ from the first log's; each (question, policy, budget) kept once."""
     merged: dict[Key, dict[str, Any]] = {}
     settings: dict[str, Any] | None = None
     for path in paths:
@@ -106,7 +106,7 @@ def read_logs(paths: Iterable[Path]) -> list[dict[str, Any]]:
         settings = settings if settings is not None else read_settings(path)
         for line in AnswerLog(path, settings, resume=True).lines:
             merged.setdefault(answer_key(line), line)
-    return list(merged.values())
+    return settings or {}, list(merged.values())
 
 
 def read_settings(path: Path) -> dict[str, Any]:

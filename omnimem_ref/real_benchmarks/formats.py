@@ -17,6 +17,7 @@ from omnimem_ref.real_benchmarks.multiple_choice import (
     LETTERS,
     MultipleChoice,
     check_unique,
+    in_order,
     video_file,
 )
 
@@ -91,7 +92,7 @@ def write_annotations(name: str, dataset: Path) -> Path:
     questions = []
     for q in world_questions:
         counts[q.clip] = counts.get(q.clip, 0) + 1
-        options = dict(zip(LETTERS, q.options, strict=False))
+        options = in_order(q.options)
         start, end = q.evidence_time[0]
         questions.append(
             MultipleChoice(

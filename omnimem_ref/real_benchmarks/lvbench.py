@@ -24,8 +24,11 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.real_benchmarks.multiple_choice import (
     LETTERS,
     MultipleChoice,
+    by_video,
     check_answer,
     check_letters,
+    json_object,
+    read_annotations,
     require,
     video_file,
 )
@@ -37,29 +40,23 @@ FILE_NAME = "lvbench.jsonl"  # what `omnimem generate --format lvbench` writes
 def read_lvbench(annotations: Path, videos: Path) -> list[MultipleChoice]:
     """Every question of every video, in file order."""
     questions = []
-    for number, video in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(_read_lines(annotations), start=1):
         where = f"{NAME} line {number} of {annotations.name}"
-        if not isinstance(video, dict):
-            raise OmniMemError(f"{where} is not a JSON object.")
-        key = str(require(video, "key", where))
-        where = f"{NAME} video {key}"
+        video = json_object(line, where)
+        where = f"{NAME} video {require(video, 'key', where)}"
         qa = require(video, "qa", where)
         if not isinstance(qa, list):
             raise OmniMemError(f"{where} has a 'qa' field that is not a list of questions.")
         for index, item in enumerate(qa, start=1):
-            if not isinstance(item, dict):
-                raise OmniMemError(f"{where} has a question {index} that is not a JSON object.")
-            questions.append(_question(item, video, f"{where}, question {index}", videos))
+            item_where = f"{where}, question {index}"
+            questions.append(_question(json_object(item, item_where), video, item_where, videos))
     return questions
 
 
 def _read_lines(annotations: Path) -> list[Any]:
-    try:
-        lines = annotations.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise OmniMemError(f"No {NAME} annotations at {annotations}.") from None
+    """The JSON value of every non-blank line."""
     records = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_annotations(annotations, NAME).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -112,14 +109,11 @@ def write_lvbench(
 ) -> None:
     """Write ``questions`` as LVBench lines (``durations``: seconds per video stem);
     :func:`read_lvbench` reads them back."""
-    by_video: dict[str, list[MultipleChoice]] = {}
-    for q in questions:
-        by_video.setdefault(q.video.stem, []).append(q)
     lines = [
         {
-            "key": stem,
+            "key": video.stem,
             "type": "synthetic",
-            "video_info": {"duration_minutes": round(durations[stem] / 60, 3)},
+            "video_info": {"duration_minutes": round(durations[video.stem] / 60, 3)},
             "qa": [
                 {
                     "uid": q.id,
@@ -133,6 +127,6 @@ def write_lvbench(
                 for q in mine
             ],
         }
-        for stem, mine in by_video.items()
+        for video, mine in by_video(questions).items()
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")

@@ -24,10 +24,13 @@ from typing import Any
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.real_benchmarks.multiple_choice import (
     MultipleChoice,
+    as_lettered,
     check_answer,
     check_letters,
     in_order,
+    json_object,
     lettered,
+    read_annotations,
     require,
     video_file,
 )
@@ -44,9 +47,7 @@ def read_lvomnibench(annotations: Path, videos: Path) -> list[MultipleChoice]:
     questions = []
     for number, record in enumerate(records, start=1):
         where = f"{NAME} record {number} of {annotations.name}"
-        if not isinstance(record, dict):
-            raise OmniMemError(f"{where} is not a JSON object.")
-        video = str(require(record, "video_id", where))
+        video = str(require(json_object(record, where), "video_id", where))
         counts[video] = counts.get(video, 0) + 1
         where = f"{NAME} record {number} (video {video})"
         questions.append(_question(record, f"{video}-{counts[video]}", where, videos))
@@ -54,10 +55,9 @@ def read_lvomnibench(annotations: Path, videos: Path) -> list[MultipleChoice]:
 
 
 def _read_list(annotations: Path) -> list[Any]:
+    text = read_annotations(annotations, NAME)
     try:
-        records = json.loads(annotations.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OmniMemError(f"No {NAME} annotations at {annotations}.") from None
+        records = json.loads(text)
     except json.JSONDecodeError:
         raise OmniMemError(f"{annotations} is not valid JSON.") from None
     if not isinstance(records, list):
@@ -110,7 +110,7 @@ def write_lvomnibench(
         {
             "video_id": q.video.stem,
             "question": q.question,
-            "options": [f"{letter}. {text}" for letter, text in q.options.items()],
+            "options": as_lettered(q.options),
             "correct_option": q.answer,
             "question_type": q.task_types[0],
             "audio_type": q.details.get("audio_type", "none"),

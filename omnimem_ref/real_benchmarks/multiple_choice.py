@@ -46,6 +46,21 @@ class MultipleChoice:
         return next(letter for letter, text in self.options.items() if text == option_text)
 
 
+def read_annotations(annotations: Path, benchmark: str) -> str:
+    """The text of an annotation file, refused in one sentence if there is none."""
+    try:
+        return annotations.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OmniMemError(f"No {benchmark} annotations at {annotations}.") from None
+
+
+def json_object(value: Any, where: str) -> dict[str, Any]:
+    """``value``, refused in one sentence naming it if it is not a JSON object."""
+    if not isinstance(value, dict):
+        raise OmniMemError(f"{where} is not a JSON object.")
+    return value
+
+
 def require(record: Mapping[str, Any], name: str, where: str) -> Any:
     """``record[name]``, refused in one sentence naming the record if absent or empty (a missing
     parquet cell reads back as None or NaN)."""
@@ -70,6 +85,12 @@ def lettered(options: Iterable[Any], where: str) -> dict[str, str]:
         found[match.group(1)] = match.group(2).strip()
     check_letters(found, where)
     return found
+
+
+def as_lettered(options: Mapping[str, str]) -> list[str]:
+    """``{"A": "Apples.", "B": "Pears."}`` -> ``["A. Apples.", "B. Pears."]``: the inverse of
+    :func:`lettered`, for the writers."""
+    return [f"{letter}. {text}" for letter, text in options.items()]
 
 
 def in_order(options: Sequence[Any]) -> dict[str, str]:
@@ -105,6 +126,14 @@ def video_file(videos: Path, stem: str) -> Path:
         if path.is_file():
             return path
     return videos / f"{stem}.mp4"
+
+
+def by_video(questions: Iterable[MultipleChoice]) -> dict[Path, list[MultipleChoice]]:
+    """Questions grouped by their video, videos in order of first appearance."""
+    grouped: dict[Path, list[MultipleChoice]] = {}
+    for q in questions:
+        grouped.setdefault(q.video, []).append(q)
+    return grouped
 
 
 def check_videos(questions: Iterable[MultipleChoice], benchmark: str) -> None:

@@ -17,16 +17,16 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from omnimem_ref.benchmark.records import FULL
+from omnimem_ref.benchmark.run import check_budget
 from omnimem_ref.budget import Budget
-from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import stream_tokens
 from omnimem_ref.policies import make_policy
 from omnimem_ref.real_benchmarks.answers import AnswerLog
-from omnimem_ref.real_benchmarks.multiple_choice import MultipleChoice
+from omnimem_ref.real_benchmarks.multiple_choice import MultipleChoice, by_video
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
 from omnimem_ref.streaming.stream import Stream
 
-FULL = "full"
 Run = tuple[str, Budget | None]  # a policy and its budget; full memory has none
 
 
@@ -56,16 +56,9 @@ def runs_of(policies: Sequence[str], budgets: Sequence[Budget]) -> list[Run]:
     return runs + [(p, b) for b in budgets for p in policies if p != FULL]
 
 
-def budget_label(budget: Budget | None) -> str | None:
+def logged_budget(budget: Budget | None) -> str | None:
+    """A run's budget as the answer log writes it (``"4096"``, ``"0.1"``; ``None`` for full)."""
     return None if budget is None else str(budget)
-
-
-def by_video(questions: Sequence[MultipleChoice]) -> dict[Path, list[MultipleChoice]]:
-    """Questions grouped by their video, videos in order of first appearance."""
-    grouped: dict[Path, list[MultipleChoice]] = {}
-    for q in questions:
-        grouped.setdefault(q.video, []).append(q)
-    return grouped
 
 
 def run_questions(
@@ -112,11 +105,8 @@ def _stream(
     policy, budget = run
     full_tokens = stream_tokens(prefix, stream.n_steps, stream.tokens_per_step)
     tokens = None if budget is None else budget.resolve(full_tokens)
-    if tokens is not None and tokens < prefix:
-        raise OmniMemError(
-            f"Budget {budget} leaves {tokens} tokens on {video.name}, fewer than the "
-            f"{prefix}-token prompt prefix; use a larger budget."
-        )
+    if tokens is not None:
+        check_budget(budget, tokens, prefix, video.name)
     session = StreamingSession(
         model,
         tokenizer,
@@ -131,7 +121,7 @@ def _stream(
 
 def _missing(questions: list[MultipleChoice], run: Run, log: AnswerLog) -> list[MultipleChoice]:
     policy, budget = run
-    return [q for q in questions if (q.id, policy, budget_label(budget)) not in log.done]
+    return [q for q in questions if (q.id, policy, logged_budget(budget)) not in log.done]
 
 
 def _memory(reports: list[MemoryReport], tokens: int | None, full_tokens: int) -> dict[str, Any]:
@@ -161,7 +151,7 @@ def _answer(
     return {
         "question": q.id,
         "policy": policy,
-        "budget": budget_label(budget),
+        "budget": logged_budget(budget),
         "video": q.video.name,
         "answer": q.answer,
         "prediction": prediction,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omnimem_ref.files import atomic_write
 from omnimem_ref.real_benchmarks.multiple_choice import MultipleChoice
-from omnimem_ref.real_benchmarks.run import Run, budget_label
+from omnimem_ref.real_benchmarks.run import Run, logged_budget
+
+Groups = Callable[[dict[str, Any]], Iterable[str]]  # an answer line -> the groups it counts in
 
 
 def summarize(
@@ -32,7 +34,7 @@ def summarize(
         if line["question"] in wanted:
             by_run[line["policy"], line["budget"]].append(line)
     records = [
-        _record(policy, budget_label(budget), by_run[policy, budget_label(budget)], len(wanted))
+        _record(policy, logged_budget(budget), by_run[policy, logged_budget(budget)], len(wanted))
         for policy, budget in runs
     ]
     return {**about, "questions": len(wanted), "records": records}
@@ -53,7 +55,7 @@ def _record(
         "by_task_type": _by(lines, lambda line: line["task_types"]),
         "n_by_task_type": _counts(lines, lambda line: line["task_types"]),
         "by_detail": {
-            name: _by(lines, lambda line, name=name: [line["details"][name]])
+            name: _by(lines, _detail(name))
             for name in sorted({name for line in lines for name in line["details"]})
         },
         "videos": len(per_video),
@@ -67,21 +69,28 @@ def _accuracy(lines: Sequence[dict[str, Any]]) -> float | None:
     return sum(line["correct"] for line in lines) / len(lines) if lines else None
 
 
-def _by(lines: Sequence[dict[str, Any]], groups) -> dict[str, float | None]:
+def _by(lines: Sequence[dict[str, Any]], groups: Groups) -> dict[str, float | None]:
     """Accuracy per group; a line in several groups (LVBench's question types) counts in each."""
+    return {group: _accuracy(members) for group, members in _grouped(lines, groups).items()}
+
+
+def _counts(lines: Sequence[dict[str, Any]], groups: Groups) -> dict[str, int]:
+    """Lines per group, counted as :func:`_by` counts them."""
+    return {group: len(members) for group, members in _grouped(lines, groups).items()}
+
+
+def _detail(name: str) -> Groups:
+    """Groups by the value of one of the question's details (e.g. ``duration``)."""
+    return lambda line: [line["details"][name]]
+
+
+def _grouped(lines: Sequence[dict[str, Any]], groups: Groups) -> dict[str, list[dict[str, Any]]]:
+    """The lines of each group named by ``groups(line)``, groups in sorted order."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
         for group in groups(line):
             grouped[group].append(line)
-    return {group: _accuracy(grouped[group]) for group in sorted(grouped)}
-
-
-def _counts(lines: Sequence[dict[str, Any]], groups) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for line in lines:
-        for group in groups(line):
-            counts[group] += 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(grouped.items()))
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -22,6 +22,8 @@ from typing import Any
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.real_benchmarks.multiple_choice import (
     MultipleChoice,
+    as_lettered,
+    by_video,
     check_answer,
     lettered,
     require,
@@ -93,10 +95,10 @@ def write_videomme(
     harness can be run on generated clips; :func:`read_videomme` reads it back."""
     import pandas as pd
 
-    numbers = {stem: i for i, stem in enumerate(dict.fromkeys(q.video.stem for q in questions), 1)}
+    numbers = {video: i for i, video in enumerate(by_video(questions), start=1)}
     rows = [
         {
-            "video_id": f"{numbers[q.video.stem]:03d}",
+            "video_id": f"{numbers[q.video]:03d}",
             "duration": duration_class(durations[q.video.stem]),
             "domain": "synthetic",
             "sub_category": "synthetic",
@@ -105,7 +107,7 @@ def write_videomme(
             "question_id": q.id,
             "task_type": q.task_types[0],
             "question": q.question,
-            "options": [f"{letter}. {text}" for letter, text in q.options.items()],
+            "options": as_lettered(q.options),
             "answer": q.answer,
         }
         for q in questions

@@ -5,9 +5,9 @@ was trained on after about 22 minutes, however small its memory (``docs/qwen2_5_
 StreamingLLM keeps positions inside its cache instead: a token's position is its place in the
 cache, not in the stream. The same here, one unit (a layer, or a key/value head) at a time:
 
-1. the unit's stream rows are ranked by their time ``τ`` (rotary row 0); equal times share a rank
-   (a frame pair and the audio token of the same instant);
-2. each row moves from ``τ`` to ``τ' = o + rank(τ)`` (``o``: where the stream starts, after the
+1. the unit's stream tokens (not the prompt's) are ranked by their time ``τ`` (rotary row 0);
+   equal times share a rank (a frame pair's video tokens and the audio token of that instant);
+2. each token moves from ``τ`` to ``τ' = o + rank(τ)`` (``o``: where the stream starts, after the
    prompt); every rotary row that carries time moves by the same ``τ' − τ`` (all rows of an audio
    token; only the time row of a video token, whose height and width rows are its grid cell);
 3. its cached key is rotated by the difference, ``R(p') k = R(p' − p) R(p) k`` (rotations by
@@ -54,18 +54,18 @@ def time_rows(model: StreamingModel, modality: torch.Tensor, rows: int) -> torch
 def compacted_positions(
     rotary: torch.Tensor, stream: torch.Tensor, moving: torch.Tensor, origin: int
 ) -> torch.Tensor:
-    """(rows, units, n): ``rotary`` with each unit's stream rows moved from time ``τ`` to
-    ``origin + rank(τ)`` on the rows that carry time (``moving``); other rows unchanged.
-    ``stream`` (units, n) marks the stream's rows (the prompt never moves)."""
-    compact = rotary.clone()
+    """(rows, units, n): ``rotary`` with each unit's stream tokens moved from time ``τ`` to
+    ``origin + rank(τ)`` on the rotary rows that carry time (``moving``, (rows, units, n)); other
+    rows unchanged. ``stream`` (units, n) marks the stream's tokens (the prompt never moves)."""
+    moved = rotary.clone()
     for unit in range(rotary.shape[1]):
-        rows = stream[unit]
-        times = rotary[0, unit, rows]
+        tokens = stream[unit]
+        times = rotary[0, unit, tokens]
         _, rank = torch.unique(times, sorted=True, return_inverse=True)
         shift = times - (origin + rank)  # τ − τ'
-        moved = moving[:, unit, rows]
-        compact[:, unit, rows] = rotary[:, unit, rows] - torch.where(moved, shift, 0)
-    return compact
+        carries_time = moving[:, unit, tokens]
+        moved[:, unit, tokens] = rotary[:, unit, tokens] - torch.where(carries_time, shift, 0)
+    return moved
 
 
 def rerotate_keys(

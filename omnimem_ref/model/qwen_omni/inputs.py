@@ -35,6 +35,7 @@ from omnimem_ref.model.qwen_omni.positions import audio_positions, video_positio
 FRAMES_PER_SECOND = 2.0
 SAMPLE_RATE = 16_000
 STEP_SECONDS = 2.0  # the thinker config's seconds_per_chunk
+FRAMES_PER_STEP = int(STEP_SECONDS * FRAMES_PER_SECOND)  # 4 frames: two frame pairs
 MEL_FRAMES_PER_STEP = 200  # 100 per second (hop 160 at 16 kHz); the audio encoder's window
 AUDIO_TOKENS_PER_SECOND = 25  # 100 mel frames, halved by a strided convolution, then pooled
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -111,7 +112,7 @@ def log_mel(waveform: np.ndarray, n_steps: int, n_mels: int = 128) -> torch.Tens
 
 def frame_times(n_steps: int) -> np.ndarray:
     """Times of the frames read: 2 per second, each in the middle of its half second."""
-    return (np.arange(int(n_steps * STEP_SECONDS * FRAMES_PER_SECOND)) + 0.5) / FRAMES_PER_SECOND
+    return (np.arange(n_steps * FRAMES_PER_STEP) + 0.5) / FRAMES_PER_SECOND
 
 
 @dataclass
@@ -132,9 +133,8 @@ class ThinkerStream:
         frames: np.ndarray, waveform: np.ndarray, settings: VisionSettings, n_mels: int = 128
     ) -> ThinkerStream:
         """uint8 frames at :func:`frame_times` and a mono 16 kHz waveform."""
-        per_step = int(STEP_SECONDS * FRAMES_PER_SECOND)
-        n_steps = len(frames) // per_step
-        pixels, grid = pack_frames(frames[: n_steps * per_step], settings)
+        n_steps = len(frames) // FRAMES_PER_STEP
+        pixels, grid = pack_frames(frames[: n_steps * FRAMES_PER_STEP], settings)
         return ThinkerStream(pixels, grid, log_mel(waveform, n_steps, n_mels), settings)
 
     @property
@@ -147,7 +147,7 @@ class ThinkerStream:
 
     @property
     def pairs_per_step(self) -> int:
-        return int(STEP_SECONDS * FRAMES_PER_SECOND) // self.settings.temporal_patch_size
+        return FRAMES_PER_STEP // self.settings.temporal_patch_size
 
     @property
     def seconds_per_pair(self) -> float:

@@ -12,25 +12,25 @@ keeps one-layer encoders, so the same code runs in seconds on a CPU (the test do
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-from transformers import (
-    Qwen2_5OmniThinkerConfig,
-    Qwen2_5OmniThinkerForConditionalGeneration,
-)
+from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
 from omnimem_ref.cost import Shape
 from omnimem_ref.model.qwen_omni.inputs import (
-    FRAMES_PER_SECOND,
+    FRAMES_PER_STEP,
     SAMPLE_RATE,
     STEP_SECONDS,
     ThinkerStream,
     VisionSettings,
 )
 from omnimem_ref.model.qwen_omni.model import QwenOmniThinker
-from omnimem_ref.model.qwen_omni.tiny import special_token_ids, tiny_tokenizer
+from omnimem_ref.model.qwen_omni.tiny import (
+    TINY_AUDIO,
+    TINY_VISION,
+    thinker_config,
+    tiny_tokenizer,
+)
 
 # Qwen2.5-Omni's published encoders (both model sizes share them; only their output width follows
 # the decoder's hidden size).
@@ -41,10 +41,6 @@ PUBLISHED_VISION = dict(
 PUBLISHED_AUDIO = dict(
     encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120, d_model=1280
 )
-TINY_VISION = dict(
-    depth=1, hidden_size=16, intermediate_size=32, num_heads=2, fullatt_block_indexes=[0]
-)
-TINY_AUDIO = dict(encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16)
 
 
 def shaped_thinker(
@@ -60,26 +56,21 @@ def shaped_thinker(
     tokenizer = tiny_tokenizer()
     vision = PUBLISHED_VISION if encoders == "published" else TINY_VISION
     audio = PUBLISHED_AUDIO if encoders == "published" else TINY_AUDIO
-    config = Qwen2_5OmniThinkerConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=shape.hidden,
-            intermediate_size=shape.intermediate,
-            num_hidden_layers=shape.layers,
-            num_attention_heads=shape.heads,
-            num_key_value_heads=shape.kv_heads,
-            max_position_embeddings=32768,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": _mrope_section(shape.hidden // shape.heads),
-            },
-        ),
-        vision_config={**vision, "out_hidden_size": shape.hidden},
-        audio_config={**audio, "output_dim": shape.hidden},
-        **special_token_ids(tokenizer),
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        max_position_embeddings=32768,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": _mrope_section(shape.hidden // shape.heads),
+        },
     )
-    _use_sdpa(config)
+    config = thinker_config(tokenizer, text, vision, audio)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # initialise in the target dtype: no float32 copy of 8B weights
     try:
@@ -97,7 +88,7 @@ def random_thinker_stream(
     the thinker's stream: ``(size / 28)²`` video tokens per second and 25 audio tokens."""
     rng = np.random.default_rng(seed)
     steps = max(1, int(seconds // STEP_SECONDS))
-    n_frames = int(steps * STEP_SECONDS * FRAMES_PER_SECOND)
+    n_frames = steps * FRAMES_PER_STEP
     frames = rng.integers(0, 256, size=(n_frames, size, size, 3), dtype=np.uint8)
     waveform = rng.normal(0, 0.1, size=int(steps * STEP_SECONDS * SAMPLE_RATE)).astype(np.float32)
     return ThinkerStream.from_arrays(
@@ -112,9 +103,3 @@ def _mrope_section(head_dim: int) -> list[int]:
     time = half // 4
     height = (half - time) // 2
     return [time, height, half - time - height]
-
-
-def _use_sdpa(config: Any) -> None:
-    """sdpa everywhere: flash-attention would read the session's 4D masks as padding."""
-    for sub in (config, config.text_config, config.vision_config, config.audio_config):
-        sub._attn_implementation = "sdpa"

@@ -8,10 +8,11 @@ answers are meaningless; shapes, positions, masks and memory are the real thinke
 - :func:`tiny_tokenizer`: word-level, holding the chat template's special tokens, the video,
   audio and image placeholders, the letters A-J and a few words;
 - :func:`tiny_thinker`: a 2-layer ``Qwen2_5OmniThinkerForConditionalGeneration`` with one-layer
-  vision and audio encoders (about 59k parameters);
+  vision and audio encoders (about 59k parameters), configured by :func:`thinker_config`, which
+  :mod:`.shapes` uses too;
 - :func:`whole_clip_inputs` and :func:`whole_clip_positions`: what the Qwen2.5-Omni processor
   would write for [prompt | clip with its audio track | question], and the TMRoPE positions
-  transformers' ``get_rope_index`` gives it: the reference streamed positions must equal.
+  transformers' ``get_rope_index`` gives them: what the streamed positions must equal.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ WORDS = (
     "system", "user", "assistant", "you", "are", "qwen", "what", "shape", "was", "the", "red",
     "object", "answer", "with",
 )  # fmt: skip
+# One-layer vision and audio encoders (their output width follows the decoder's: thinker_config).
+TINY_VISION = dict(
+    depth=1, hidden_size=16, intermediate_size=32, num_heads=2, fullatt_block_indexes=[0]
+)
+TINY_AUDIO = dict(encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16)
 
 
 def tiny_tokenizer(words: Sequence[str] = WORDS) -> PreTrainedTokenizerFast:
@@ -87,47 +93,46 @@ def tiny_thinker(
     ``attention``: ``"sdpa"`` or ``"eager"`` (never flash-attention, which reads the session's 4D
     masks as padding).
     """
-
-    config = Qwen2_5OmniThinkerConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            initializer_range=0.1,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [1, 1, 2],
-            },
-        ),
-        vision_config=dict(
-            depth=1,
-            hidden_size=16,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=32,
-            fullatt_block_indexes=[0],
-        ),
-        audio_config=dict(
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            d_model=16,
-            output_dim=32,
-        ),
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
         initializer_range=0.1,
-        **special_token_ids(tokenizer),
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
     )
-    config._attn_implementation = attention
-    subconfigs: list[Any] = [config.text_config, config.vision_config, config.audio_config]
-    for sub in subconfigs:
-        sub._attn_implementation = attention
+    config = thinker_config(
+        tokenizer, text, TINY_VISION, TINY_AUDIO, attention, initializer_range=0.1
+    )
     torch.manual_seed(seed)
     return Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
+
+
+def thinker_config(
+    tokenizer: PreTrainedTokenizerFast,
+    text: dict[str, Any],
+    vision: dict[str, Any],
+    audio: dict[str, Any],
+    attention: str = "sdpa",
+    **settings: Any,
+) -> Qwen2_5OmniThinkerConfig:
+    """A thinker's config: decoder ``text``, encoders ``vision`` and ``audio`` whose outputs are
+    as wide as the decoder, special ids from ``tokenizer``, and ``attention`` (sdpa or eager, never
+    flash-attention) in every part; ``settings``: further top-level fields."""
+    config = Qwen2_5OmniThinkerConfig(
+        text_config=text,
+        vision_config={**vision, "out_hidden_size": text["hidden_size"]},
+        audio_config={**audio, "output_dim": text["hidden_size"]},
+        **special_token_ids(tokenizer),
+        **settings,
+    )
+    parts: list[Any] = [config, config.text_config, config.vision_config, config.audio_config]
+    for part in parts:
+        part._attn_implementation = attention
+    return config
 
 
 def whole_clip_inputs(
