@@ -24,7 +24,6 @@ kept indices are all ``(units, tokens)``: unit ``u`` is head ``u % units_per_lay
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
@@ -34,6 +33,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+from omnimem_ref.rows import RowBuffer, take_rows_per_head
 
 # What a token is: the prompt and questions are text; the stream is visual and audio tokens.
 TEXT, VISUAL, AUDIO = 0, 1, 2
@@ -81,7 +82,7 @@ class KVMemory:
         self.keep_modalities: frozenset[int] = frozenset({TEXT})
         # Per-token tensors derived from the cache (e.g. v_iᵀ G_h v_i for perturbation scores),
         # shaped (layers, heads, tokens, ...), rows aligned with the cache; see `per_token`.
-        self._per_token: dict[str, torch.Tensor] = {}
+        self._per_token: dict[str, RowBuffer] = {}
         self._per_token_version: dict[str, Hashable] = {}  # what each store was computed from
         # `must_keep()` for the current rows and keep_modalities; reset whenever the rows change.
         self._must_keep: tuple[frozenset[int], torch.Tensor] | None = None
@@ -137,18 +138,16 @@ class KVMemory:
         per_layer = indices.view(self.n_layers, self.units_per_layer, -1)
         for layer, kept in zip(self._layers(), per_layer, strict=True):
             assert layer.keys is not None and layer.values is not None
-            if self.units_per_layer == 1:  # every head keeps the same rows
-                layer.keys, layer.values = layer.keys[:, :, kept[0]], layer.values[:, :, kept[0]]
-            else:  # (batch, kv_heads, n, d): each head its own rows
-                layer.keys = _take_rows_per_head(layer.keys, kept.unsqueeze(0))
-                layer.values = _take_rows_per_head(layer.values, kept.unsqueeze(0))
+            # (batch, kv_heads, n, d): every head its unit's rows (the same rows, layer-wise)
+            layer.keys = take_rows_per_head(layer.keys, kept.unsqueeze(0))
+            layer.values = take_rows_per_head(layer.values, kept.unsqueeze(0))
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
         self._must_keep = None
-        for name, rows in list(self._per_token.items()):
-            if int(indices[:, -1].max()) >= rows.shape[2]:
+        for name, store in list(self._per_token.items()):
+            if int(indices[:, -1].max()) >= store.length:
                 del self._per_token[name]  # some kept rows were never computed: redo when asked
                 continue
-            self._per_token[name] = _take_rows_per_head(rows, per_layer)
+            store.keep(per_layer)
         self.check_aligned()
 
     def drop_last(self, n: int) -> None:
@@ -158,8 +157,8 @@ class KVMemory:
             assert self.meta is not None
             self.meta = self.meta.map(lambda x: x[:, :-n])
             self._must_keep = None
-            for name, rows in list(self._per_token.items()):
-                self._per_token[name] = rows[:, :, : len(self)]
+            for store in self._per_token.values():
+                store.truncate(len(self))
             self.check_aligned()
 
     def must_keep(self) -> torch.Tensor:
@@ -189,20 +188,22 @@ class KVMemory:
             self._per_token.pop(name, None)
             self._per_token_version[name] = version
         stored = self._per_token.get(name)
-        start = 0 if stored is None else stored.shape[2]
+        start = 0 if stored is None else stored.length
         if start < len(self):
             new = compute(start)
-            stored = new if stored is None else torch.cat([stored, new], dim=2)
-            self._per_token[name] = stored
+            if stored is None:
+                stored = self._per_token[name] = RowBuffer(new)
+            else:
+                stored.append(new)
         assert stored is not None
-        return stored
+        return stored.rows
 
     def check_aligned(self) -> None:
         for layer in self._layers():
             if layer.keys is None or layer.keys.shape[-2] != len(self):
                 raise AssertionError("KV cache and token metadata are out of step")
-        for rows in self._per_token.values():
-            if rows.shape[2] > len(self):
+        for store in self._per_token.values():
+            if store.length > len(self):
                 raise AssertionError("per-token tensors and token metadata are out of step")
 
     def layer_keys(self, layer: int) -> torch.Tensor:
@@ -252,39 +253,6 @@ class KVMemory:
             name: int((self.meta.modality == m).sum()) * per_token_per_unit
             for m, name in enumerate(MODALITY_NAMES)
         }
-
-
-def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(units, k, dim): ``x[u, index[u, j]]`` for (units, n, dim) ``x`` and (units, k) ``index``.
-
-    The same as ``x.gather(1, index[..., None].expand(-1, -1, dim))``, as one ``index_select`` of
-    whole rows of the flattened tensor, which moves each row as a block (about three times faster
-    on a CPU than ``gather``, which reads an index per number).
-    """
-    units, n, dim = x.shape
-    flat = (index + n * torch.arange(units, device=index.device).unsqueeze(1)).flatten()
-    return x.reshape(units * n, dim).index_select(0, flat).view(units, -1, dim)
-
-
-def _take_rows_per_head(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Each head's rows, chosen by its unit's indices.
-
-    ``rows`` (*lead, heads, n, *trail); ``kept`` (*lead, units, k) -> (*lead, heads, k, *trail).
-    Layer-wise (one unit) every head takes the same rows; head-wise, ``heads`` is a multiple of the
-    units (key/value heads, or the query heads of their groups) and each takes its unit's rows.
-    """
-    lead = kept.dim() - 2
-    heads, units, n = rows.shape[lead], kept.shape[-2], rows.shape[lead + 1]
-    if units == 1:
-        index = kept.expand(*kept.shape[:-2], heads, -1)
-    elif heads % units == 0:
-        index = kept.repeat_interleave(heads // units, dim=lead)
-    else:
-        raise ValueError(f"{heads} heads cannot follow {units} token sets per layer")
-    trail = rows.shape[lead + 2 :]
-    flat = rows.reshape(-1, n, math.prod(trail))  # (lead x heads, n, numbers per row)
-    picked = take_rows(flat, index.reshape(-1, index.shape[-1]))
-    return picked.view(*rows.shape[: lead + 1], -1, *trail)
 
 
 # The boundary between the streaming session and a model (docs/qwen2_5_omni.md). TinyOmni
@@ -378,7 +346,7 @@ def replace_rotary(memory: KVMemory, rotary: torch.Tensor) -> None:
     """Give memory's rows new rotary positions (rows, units, tokens), once their keys have been
     re-rotated to match (``omnimem_ref.streaming.compaction``)."""
     per_row = rotary.permute(1, 2, 0).unflatten(0, (memory.n_layers, memory.units_per_layer))
-    memory._per_token[ROTARY_STORE] = per_row.contiguous()
+    memory._per_token[ROTARY_STORE] = RowBuffer(per_row)
 
 
 @dataclass

@@ -334,8 +334,8 @@ def test_batched_redundancy_selection_equals_one_pool_at_a_time(model, last_chun
             chosen = distinct_top_k(scores[layer, pool], keys[layer, pool], groups[layer, pool], k)
             in_pool = kept[layer][torch.isin(kept[layer], pool)]
             assert sorted(pool[chosen].tolist()) == in_pool.tolist()
-    one_layer_at_a_time = lambda memory: [slice(i, i + 1) for i in range(memory.n_layers)]  # noqa: E731
-    monkeypatch.setattr(selection, "layer_batches", one_layer_at_a_time)
+    one_unit_at_a_time = lambda n_units, *sizes: [slice(i, i + 1) for i in range(n_units)]  # noqa: E731
+    monkeypatch.setattr(selection, "unit_batches", one_unit_at_a_time)
     assert torch.equal(RedundancyAware()(scores, memory, context, shares, budget), kept)
 
 

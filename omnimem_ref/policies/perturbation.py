@@ -57,6 +57,7 @@ from omnimem_ref.policies.projection import (
     projection_version,
 )
 from omnimem_ref.policies.queries import GENERIC_QUESTION, chunk_tail, generic_prompt
+from omnimem_ref.rows import unit_batches
 
 if TYPE_CHECKING:
     from omnimem_ref.core import KVMemory
@@ -183,8 +184,12 @@ def uniform_scores(memory: KVMemory, backbone: Backbone, heads: str = "sum") -> 
     """
     n = len(memory)
     if heads == "sum":
-        w = projected_values(memory, backbone)  # (layers, 1 or kv_heads, n, k)
-        return (w - w.mean(dim=2, keepdim=True)).norm(dim=-1).flatten(0, 1) / max(n - 1, 1)
+        w = projected_values(memory, backbone).flatten(0, 1)  # (units, n, k)
+        norms = [  # a few units at a time: see omnimem_ref.rows
+            (w[units] - w[units].mean(dim=1, keepdim=True)).norm(dim=-1)
+            for units in unit_batches(len(w), n * w.shape[-1])
+        ]
+        return torch.cat(norms) / max(n - 1, 1)
     values = memory.all_values().float()  # (layers, kv_heads, n, d)
     roots = head_square_roots(backbone)  # (layers, heads, d, d)
     centred = repeat_kv_heads(values - values.mean(dim=2, keepdim=True), roots.shape[1])

@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
-from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions, take_rows
+from omnimem_ref.core import VISUAL, rotary_position_ids, rotary_positions
 from omnimem_ref.policies.base import free_slots, keep_top
+from omnimem_ref.rows import take_rows, unit_batches
 
 if TYPE_CHECKING:
     from omnimem_ref.core import KVMemory
@@ -115,7 +116,10 @@ class RedundancyAware:
         keys = flat_content_keys(memory, context.backbone)  # (units, N, dim), RoPE undone
         meta = memory.meta
         groups = torch.where(meta.modality == VISUAL, meta.patch, -1 - meta.modality)
-        batches = [slice(None)] if self.compare_with is not None else layer_batches(memory)
+        if self.compare_with is None:  # (units, N, N) similarity matrices
+            batches = unit_batches(memory.n_units, len(memory) ** 2, MAX_PAIRS)
+        else:  # (units, N, dim) copies of the keys
+            batches = unit_batches(memory.n_units, len(memory) * keys.shape[-1])
         kept = [
             self.keep_distinct(scores[g], keys[g], pools[g], groups[g], shares[g]) for g in batches
         ]
@@ -142,12 +146,8 @@ class RedundancyAware:
         return keep_per_pool(adjusted, pools, shares)
 
 
-def layer_batches(memory: KVMemory, max_pairs: int = 2**26) -> list[slice]:
-    """Consecutive units whose (units, N, N) similarity matrices hold at most ``max_pairs``
-    entries together: every unit at once on a small model (a compression's cost there is the
-    number of tensor operations), a few at a time at real memory sizes (where it is memory)."""
-    per_batch = max(1, max_pairs // max(1, len(memory)) ** 2)
-    return [slice(i, i + per_batch) for i in range(0, memory.n_units, per_batch)]
+# The all-pairs reference's similarity matrices: at most this many entries per batch of units.
+MAX_PAIRS = 2**26
 
 
 def best_first(scores: torch.Tensor) -> torch.Tensor:
@@ -210,11 +210,14 @@ def bounded_redundancy_adjusted(
     rows = max(4, min(64, len(group_id) // max(1, int(first.sum()))))
     new_block = first | (place % rows == 0)
     block = new_block.cumsum(dim=0) - 1
-    padded = direction.new_zeros(int(block[-1]) + 1, rows, direction.shape[-1])
-    padded[block, place % rows] = direction
+    slot = block * rows + place % rows  # each row's place in the padded layout
+    dim = direction.shape[-1]
+    # Rows past a block's last member are never read back, so they need no zeros.
+    padded = direction.new_empty((int(block[-1]) + 1) * rows, dim).index_copy_(0, slot, direction)
     best = start[new_block].unsqueeze(1) + torch.arange(compare_with, device=direction.device)
-    columns = direction[best.clamp_max(len(direction) - 1)]  # (blocks, compare_with, dim)
-    cosine = (padded @ columns.transpose(1, 2))[block, place % rows]  # (units * n, compare_with)
+    columns = direction.index_select(0, best.clamp_max(len(direction) - 1).flatten())
+    products = padded.view(-1, rows, dim) @ columns.view(-1, compare_with, dim).transpose(1, 2)
+    cosine = products.view(-1, compare_with).index_select(0, slot)  # (units * n, compare_with)
     above = torch.arange(compare_with, device=direction.device) < place.unsqueeze(1)
     nearest = torch.where(above, cosine, 0).amax(dim=1).clamp_min(0)  # 0 if nothing above
     closest = ((nearest - threshold) / (1 - threshold)).clamp(0, 1)
