@@ -11,30 +11,61 @@ evidence supervision (``evidence.py``), which teaches each question where to loo
 last, the answers stayed near chance for the first thousand steps (a 1,200-step CPU run reached
 52% on held-out clips); with it, the same model reaches 100% on training streams within 4,000
 steps (``results/train_tiny_gpu.log.jsonl``).
+
+Resuming. A long CPU run can be split into several sittings. Every ``checkpoint_every`` steps
+(``--save-every``) the output folder ``DIR`` is rewritten as a whole, and holds all it takes to
+continue exactly where it stopped::
+
+    DIR/model.safetensors, config.json, tokenizer.json   the model at that step
+    DIR/training.json        the TrainConfig, the ``step`` (steps done) and the log so far
+    DIR/resume/trainer.pt    AdamW's state, torch's CPU RNG state (and CUDA's, on a GPU)
+    DIR/resume/state.json    the batch stream's position (each worker's numpy Generator state:
+                             restored, not replayed, see ``StreamPosition``), the accuracy
+                             window since the last log entry, the seconds spent so far
+
+Nothing else draws random numbers (python's ``random`` is not used).
+
+``train_tiny(..., resume=True)`` (``omnimem train-tiny --resume DIR``) loads them and trains on
+to ``config.steps``: the result is bit for bit the run that never stopped (same settings, and
+the same device and torch threads). The new folder is written beside the old one (``DIR.tmp``)
+and swapped in by renames, so an interruption leaves one whole checkpoint, never a mixture. The
+final checkpoint has no ``resume/``: it is a finished model, and resuming it says so.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.training.batches import Batch, make_batch
-from omnimem_ref.training.objective import compute_loss
+from omnimem_ref.training.objective import LossReport, compute_loss
 from omnimem_ref.world import FAMILIES
+
+RESUME_FOLDER = "resume"
+TRAINER_FILE = "trainer.pt"
+STATE_FILE = "state.json"
+# Settings a resumed run may change: they decide when to save, not what is learnt.
+FREE_ON_RESUME = ("checkpoint_every",)
 
 
 @dataclass
@@ -51,7 +82,7 @@ class TrainConfig:
     evidence_weight: float = 1.0  # attention supervision towards each question's evidence
     workers: int = 1  # background processes rendering batches
     log_every: int = 25
-    checkpoint_every: int = 250
+    checkpoint_every: int = 250  # saves what resuming needs too (module docstring)
 
 
 def duration_for_step(config: TrainConfig, step: int, rng: np.random.Generator) -> float:
@@ -63,23 +94,76 @@ def batch_size_for(config: TrainConfig, duration: float) -> int:
     return max(2, round(config.clips_per_batch_at_40s * 40.0 / duration))
 
 
+RngState = Mapping[str, Any]  # a numpy Generator's ``bit_generator.state``
+
+
+@dataclass
+class StreamItem:
+    """One step's batch, with the state of the Generator that drew it, after drawing it: where
+    that Generator goes on (``StreamPosition``)."""
+
+    step: int
+    batch: Batch
+    rng_state: RngState
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where the batch stream stands between two steps: the next step to train on, and the
+    state of each of the stream's Generators (one per worker: step ``s`` draws from Generator
+    ``s % workers``) just before it draws its next batch for training.
+
+    Workers render ahead of training (they prefetch), so their live Generators are already past
+    that point. Rendering is most of a step's cost, so resuming does not replay the stream
+    either: each batch brings its Generator's state back with it (``StreamItem``), and the
+    position keeps, per Generator, the state after the last of its batches training has used."""
+
+    next_step: int
+    rng_states: tuple[RngState, ...]
+
+    @classmethod
+    def start(cls, config: TrainConfig) -> StreamPosition:
+        """Step 0, with Generator ``g`` seeded from (seed, 1, g)."""
+        seeded = [np.random.default_rng([config.seed, 1, g]) for g in range(config.workers)]
+        return cls(0, tuple(rng.bit_generator.state for rng in seeded))
+
+    def after(self, item: StreamItem) -> StreamPosition:
+        """The position once training has used ``item``, the batch of ``next_step``."""
+        if item.step != self.next_step:
+            raise RuntimeError(f"batch of step {item.step} arrived at step {self.next_step}")
+        states = list(self.rng_states)
+        states[item.step % len(states)] = item.rng_state
+        return StreamPosition(self.next_step + 1, tuple(states))
+
+
 class SyntheticBatches(IterableDataset):
-    """An endless, seeded stream of training batches (one per step)."""
+    """A seeded stream of training batches (one per step, up to ``config.steps``), from
+    ``position`` on (default: the start)."""
 
-    def __init__(self, config: TrainConfig, spec: FeatureSpec) -> None:
+    def __init__(
+        self, config: TrainConfig, spec: FeatureSpec, position: StreamPosition | None = None
+    ) -> None:
         self.config, self.spec = config, spec
+        self.position = position or StreamPosition.start(config)
 
-    def __iter__(self) -> Iterator[Batch]:
-        """Worker ``w`` of ``n`` renders steps w, w + n, ...; the loader interleaves them back
-        in step order, so a run is reproducible for a given seed and number of workers."""
+    def __iter__(self) -> Iterator[StreamItem]:
+        """Step ``s`` is always drawn from Generator ``s % n`` (of ``n`` workers), so a run is
+        reproducible for a given seed and number of workers. The loader takes one batch from
+        each worker in turn, starting with worker 0: so from step ``k`` on, worker ``w`` renders
+        steps k + w, k + w + n, ... with Generator (k + w) % n, and the batches come back in step
+        order. Workers draw from nothing else (the loader seeds torch's and python's RNGs in each
+        worker afresh at every sitting)."""
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = np.random.default_rng([self.config.seed, 1, worker])
+        first = self.position.next_step + worker
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.position.rng_states[first % n_workers]
         tokenizer = build_tokenizer()
-        for step in range(worker, self.config.steps, n_workers):
+        for step in range(first, self.config.steps, n_workers):
             duration = duration_for_step(self.config, step, rng)
             size = batch_size_for(self.config, duration)
-            yield make_batch(rng, tokenizer, self.spec, size, duration)
+            batch = make_batch(rng, tokenizer, self.spec, size, duration)
+            yield StreamItem(step, batch, rng.bit_generator.state)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -99,82 +183,293 @@ def new_model(seed: int, max_seconds: float) -> TinyOmniModel:
     return TinyOmniModel(config)
 
 
+@dataclass
+class Run:
+    """What a training run carries from one step to the next: all that resuming restores."""
+
+    config: TrainConfig
+    model: TinyOmniModel
+    optimizer: torch.optim.Optimizer
+    position: StreamPosition  # the batch stream; ``position.next_step`` is the steps done
+    window: dict[str, list[bool]]  # each family's hits and misses since the last log entry
+    log: list[dict]
+    clock: float  # when the run would have started (time.time()), had it never stopped
+
+    @property
+    def step(self) -> int:
+        return self.position.next_step
+
+
+def empty_window() -> dict[str, list[bool]]:
+    return {f: [] for f in FAMILIES}
+
+
+def make_optimizer(model: TinyOmniModel, config: TrainConfig, device: str) -> torch.optim.AdamW:
+    """Move ``model`` to ``device`` in training mode, and give it a fresh AdamW."""
+    torch.nn.Module.to(model, device).train()
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+
+
+def new_run(out_dir: Path, config: TrainConfig, device: str) -> Run:
+    """Step 0 of a new run, refusing to write over an unfinished one in ``out_dir``."""
+    if (out_dir / RESUME_FOLDER).is_dir():
+        raise OmniMemError(
+            f"{out_dir} holds an unfinished run; continue it with --resume {out_dir}, "
+            "or delete it or choose another --out to start afresh."
+        )
+    model = new_model(config.seed, config.max_seconds)
+    optimizer = make_optimizer(model, config, device)
+    start = StreamPosition.start(config)
+    return Run(config, model, optimizer, start, empty_window(), [], time.time())
+
+
 def train_tiny(
     out_dir: str | Path,
     config: TrainConfig,
     device: str = "cpu",
     progress: bool = True,
     log_file: str | Path | None = None,
+    resume: bool = False,
 ) -> list[dict]:
-    """Train a new TinyOmni and save it (safetensors + tokenizer.json + log) to ``out_dir``.
+    """Train a new TinyOmni and save it (safetensors + tokenizer.json + log) to ``out_dir``;
+    with ``resume``, continue the run saved in ``out_dir`` instead (module docstring).
 
     ``log_file``, if given, receives one JSON line per log entry as training goes; the
-    checkpoint is also saved every ``config.checkpoint_every`` steps, so a long run can be
-    inspected (or stopped) half-way.
+    checkpoint, with what resuming needs, is saved every ``config.checkpoint_every`` steps, so a
+    long run can be inspected, or stopped and resumed, half-way. Returns the whole log.
     """
     out_dir = Path(out_dir)
+    run = resume_run(out_dir, config, device) if resume else new_run(out_dir, config, device)
+    if resume and log_file is not None:
+        drop_entries_after(Path(log_file), run.step)
     tokenizer = build_tokenizer()
-    model = new_model(config.seed, config.max_seconds)
-    torch.nn.Module.to(model, device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     batches = DataLoader(
-        SyntheticBatches(config, model.config.feature_spec),
+        SyntheticBatches(config, run.model.config.feature_spec, run.position),
         batch_size=None,
         num_workers=config.workers,
         prefetch_factor=4,
         worker_init_fn=lambda _: torch.set_num_threads(1),
         persistent_workers=False,
+        # the loader seeds its workers from this, not from (and so not moving) torch's own RNG
+        generator=torch.Generator().manual_seed(config.seed),
     )
-    log: list[dict] = []
-    window: dict[str, list[bool]] = {f: [] for f in FAMILIES}
-    start = time.time()
-    bar = tqdm(batches, total=config.steps, disable=not progress, desc="train-tiny")
-    for step, batch in enumerate(bar):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        batch = batch.to(device)
-        report = compute_loss(model, tokenizer, batch, config.probe_weight, config.evidence_weight)
-        optimizer.zero_grad(set_to_none=True)
-        report.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        track_accuracy(window, batch, report.correct)
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            entry = {
-                "step": step + 1,
-                "seconds": round(time.time() - start, 1),
-                "clip_seconds": round(
-                    batch.patches.shape[1] * model.config.feature_spec.step_seconds
-                ),
-                "answer_loss": round(report.answer_loss, 4),
-                "probe_loss": round(report.probe_loss, 4),
-                "evidence_loss": round(report.evidence_loss, 4),
-                "accuracy": window_accuracy(window),
-            }
-            log.append(entry)
+    bar = tqdm(
+        batches, total=config.steps, initial=run.step, disable=not progress, desc="train-tiny"
+    )
+    for item in bar:
+        batch = item.batch.to(device)
+        report = train_step(run, tokenizer, batch, item.step)
+        run.position = run.position.after(item)
+        if run.step % config.log_every == 0 or run.step == config.steps:
+            entry = log_entry(run, batch, report)
+            run.log.append(entry)
+            run.window = empty_window()
             bar.set_postfix(
                 loss=entry["answer_loss"], **{f[:4]: entry["accuracy"][f] for f in FAMILIES}
             )
-            window = {f: [] for f in FAMILIES}
             if log_file is not None:
                 with open(log_file, "a") as f:
                     f.write(json.dumps(entry) + "\n")
-        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            save_checkpoint(model, out_dir, {"train_config": asdict(config), "log": log})
-    save_checkpoint(model.cpu(), out_dir, {"train_config": asdict(config), "log": log})
-    return log
+        if run.step % config.checkpoint_every == 0 and run.step < config.steps:
+            save_run(run, out_dir)
+    save_run(run, out_dir, final=True)
+    return run.log
 
 
-def save_checkpoint(model: TinyOmniModel, out_dir: Path, extra: dict) -> None:
-    """Write to a temporary sibling folder, then rename: never a half-written checkpoint."""
+def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossReport:
+    """One optimiser step on ``batch``; its answers go into the accuracy window."""
+    config = run.config
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(config, step)
+    report = compute_loss(run.model, tokenizer, batch, config.probe_weight, config.evidence_weight)
+    run.optimizer.zero_grad(set_to_none=True)
+    report.loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+    run.optimizer.step()
+    track_accuracy(run.window, batch, report.correct)
+    return report
+
+
+def log_entry(run: Run, batch: Batch, report: LossReport) -> dict:
+    """The log line after ``run.step`` steps: the last batch's losses, the window's accuracy."""
+    spec = run.model.config.feature_spec
+    return {
+        "step": run.step,
+        "seconds": round(time.time() - run.clock, 1),
+        "clip_seconds": round(batch.patches.shape[1] * spec.step_seconds),
+        "answer_loss": round(report.answer_loss, 4),
+        "probe_loss": round(report.probe_loss, 4),
+        "evidence_loss": round(report.evidence_loss, 4),
+        "accuracy": window_accuracy(run.window),
+    }
+
+
+def save_run(run: Run, out_dir: Path, final: bool = False) -> None:
+    """Checkpoint ``run`` in ``out_dir``: with ``resume/``, unless it is the ``final`` one."""
+    extra = {"train_config": asdict(run.config), "step": run.step, "log": run.log}
+    if final:
+        save_checkpoint(run.model.cpu(), out_dir, extra)
+    else:
+        save_checkpoint(run.model, out_dir, extra, also_write=partial(write_resume_state, run))
+
+
+def write_resume_state(run: Run, checkpoint: Path) -> None:
+    """Write ``resume/`` into the new ``checkpoint`` folder: what continuing needs besides the
+    weights, the settings and the log (those are the checkpoint's own)."""
+    folder = checkpoint / RESUME_FOLDER
+    folder.mkdir()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    trainer = {
+        "optimizer": run.optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": cuda_rng,
+    }
+    torch.save(trainer, folder / TRAINER_FILE)
+    state = {
+        "seconds": time.time() - run.clock,
+        "rng_states": run.position.rng_states,
+        "window": run.window,
+    }
+    (folder / STATE_FILE).write_text(json.dumps(state))
+
+
+@dataclass
+class SavedRun:
+    """What ``training.json`` says of the run saved in a folder."""
+
+    config: TrainConfig
+    step: int
+    log: list[dict]
+
+
+def saved_run(out_dir: str | Path) -> SavedRun:
+    """The run saved in ``out_dir`` (first putting back a checkpoint that a cut ``swap_in``
+    left aside), refusing, in one sentence, a folder that holds none."""
+    out_dir = Path(out_dir)
+    recover_checkpoint(out_dir)
+    try:
+        saved = json.loads((out_dir / "training.json").read_text())
+        return SavedRun(TrainConfig(**saved["train_config"]), int(saved["step"]), saved["log"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise OmniMemError(
+            f"{out_dir} holds no training run to resume (no training.json with a step, as "
+            f"`omnimem train-tiny` saves); start one with --out {out_dir}."
+        ) from None
+
+
+def config_differences(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The settings (but those in ``FREE_ON_RESUME``) in which ``config`` differs from ``saved``."""
+    names = [f.name for f in fields(TrainConfig) if f.name not in FREE_ON_RESUME]
+    return [name for name in names if getattr(saved, name) != getattr(config, name)]
+
+
+def resume_run(out_dir: Path, config: TrainConfig, device: str) -> Run:
+    """The run saved in ``out_dir``, ready for its next step, with torch's RNG where it was."""
+    saved = saved_run(out_dir)
+    differing = config_differences(saved.config, config)
+    if differing:
+        was = ", ".join(f"{name}={getattr(saved.config, name)!r}" for name in differing)
+        now = ", ".join(f"{name}={getattr(config, name)!r}" for name in differing)
+        raise OmniMemError(
+            f"The run in {out_dir} was started with {was}, not {now}; resume it with its own "
+            "settings."
+        )
+    if saved.step >= config.steps:
+        raise OmniMemError(
+            f"The run in {out_dir} is complete (all {config.steps} steps are done); there is "
+            "nothing to resume."
+        )
+    folder = out_dir / RESUME_FOLDER
+    if not ((folder / TRAINER_FILE).is_file() and (folder / STATE_FILE).is_file()):
+        raise OmniMemError(
+            f"{out_dir} holds the model at step {saved.step} but no {RESUME_FOLDER}/ state to "
+            "continue from; start a new run with --out."
+        )
+    model, _ = load_model(out_dir)
+    optimizer = make_optimizer(model, config, device)
+    trainer = torch.load(folder / TRAINER_FILE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(trainer["optimizer"])
+    torch.set_rng_state(trainer["torch_rng"])
+    if trainer["cuda_rng"] is not None and device.startswith("cuda"):
+        torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+    state = json.loads((folder / STATE_FILE).read_text())
+    position = StreamPosition(saved.step, tuple(state["rng_states"]))
+    clock = time.time() - state["seconds"]
+    return Run(config, model, optimizer, position, state["window"], saved.log, clock)
+
+
+def drop_entries_after(log_file: Path, step: int) -> None:
+    """Remove the entries past ``step`` (and a line cut short) from the end of ``log_file``:
+    the interrupted sitting wrote them after its last save, and the resumed run logs those steps
+    again."""
+    if not log_file.is_file():
+        return
+    lines = log_file.read_text().splitlines(keepends=True)
+    kept = len(lines)
+    while kept and not logged_before(lines[kept - 1], step):
+        kept -= 1
+    if kept < len(lines):
+        log_file.write_text("".join(lines[:kept]))
+
+
+def logged_before(line: str, step: int) -> bool:
+    """Whether ``line`` is a whole log entry for ``step`` or an earlier one."""
+    try:
+        return bool(json.loads(line)["step"] <= step)
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def save_checkpoint(
+    model: TinyOmniModel,
+    out_dir: Path,
+    extra: dict,
+    also_write: Callable[[Path], None] | None = None,
+) -> None:
+    """Write to a temporary sibling folder, then swap it in: never a half-written checkpoint.
+    ``also_write(folder)``, if given, adds its files to the new folder before the swap."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = sibling(out_dir, ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     build_tokenizer().save(str(tmp / "tokenizer.json"))
     (tmp / "training.json").write_text(json.dumps(extra, indent=1))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    if also_write is not None:
+        also_write(tmp)
+    flush_to_disk(tmp)
+    swap_in(tmp, out_dir)
+
+
+def sibling(folder: Path, suffix: str) -> Path:
+    return folder.with_name(folder.name + suffix)
+
+
+def flush_to_disk(folder: Path) -> None:
+    """fsync every file in ``folder``, so that after a power cut the renames that follow cannot
+    have reached the disk before the files' contents did."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def swap_in(new: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by the whole folder ``new``. One rename cannot replace a folder that
+    is not empty, so the old one steps aside first (to ``.old``): at every moment one of the two
+    names holds a whole checkpoint (``recover_checkpoint`` puts the old one back)."""
+    old = sibling(out_dir, ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(new, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint(out_dir: Path) -> None:
+    """Undo a ``swap_in`` cut between its two renames: bring the old checkpoint back."""
+    old = sibling(out_dir, ".old")
+    if not out_dir.exists() and old.is_dir():
+        os.replace(old, out_dir)
 
 
 def track_accuracy(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
