@@ -1,6 +1,7 @@
 """A synthetic dataset on disk: clips, their questions, the ground truth, and how it was made.
 
-``generate_dataset`` writes, into one directory::
+``generate_dataset`` writes clips of one world (:mod:`omnimem_ref.world.presets`: ``classic``, the
+default, or ``hard``, with any knob overridden) into one directory::
 
     clip_0000.mp4, clip_0000.wav, ...   the clips (see :mod:`omnimem_ref.clipfiles`)
     questions.json                       every question, one dict per question
@@ -34,15 +35,16 @@ from tqdm import tqdm
 from omnimem_ref import __version__
 from omnimem_ref.clipfiles import VIDEO_CODEC_OPTIONS, write_clip
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.world import Question, Scene, make_questions, sample_scene
-from omnimem_ref.world.scene import check_scene_parameters
+from omnimem_ref.world import CLASSIC, Question, Scene, World, sample_world_scene, world_questions
+from omnimem_ref.world.presets import world_flags
+from omnimem_ref.world.sampling import check_parameters
 
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different clips
 # The four bundled sample clips (in a source checkout or an editable install).
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data_samples" / "tiny"
 # How they were made (data_samples/README.md): regenerated from this recipe where they are absent.
 SAMPLES_RECIPE: dict[str, Any] = {"n": 4, "seed": 7, "duration": 36.0}
-DURATION_RANGE = (30.0, 60.0)  # seconds, when no duration is given
+DURATION_RANGE = CLASSIC.duration_range  # seconds, when no duration is given (classic world)
 FPS = 8
 FRAME_SIZE = 128
 SAMPLE_RATE = 16000
@@ -77,18 +79,24 @@ def generate_dataset(
     n: int,
     seed: int,
     duration: float | None = None,
-    n_visual: int = 4,
-    n_audio: int = 3,
+    n_visual: int | None = None,
+    n_audio: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    world: World = CLASSIC,
 ) -> dict[str, Any]:
-    """Write ``n`` clips with their questions into ``out_dir``; return the manifest."""
+    """Write ``n`` clips of ``world`` with their questions into ``out_dir``; return the manifest.
+
+    ``n_visual`` and ``n_audio`` default to the world's own (4 and 3 in the classic world).
+    """
     out = Path(out_dir).resolve()  # "." or "data/" have a usable name and parent once resolved
     duration = None if duration is None else float(duration)
-    _check_parameters(n, duration, n_visual, n_audio)
+    n_visual = world.visual_events if n_visual is None else n_visual
+    n_audio = world.audio_events if n_audio is None else n_audio
+    _check_parameters(n, duration, n_visual, n_audio, world)
     _check_destination(out, overwrite)
-    scenes = [_sample_clip(seed, i, duration, n_visual, n_audio) for i in range(n)]
-    manifest = _manifest(out_dir, n, seed, duration, n_visual, n_audio, scenes)
+    scenes = [_sample_clip(seed, i, duration, n_visual, n_audio, world) for i in range(n)]
+    manifest = _manifest(out_dir, n, seed, duration, n_visual, n_audio, scenes, world)
     questions = [q.to_dict() for _, qs in scenes for q in qs]
     ground_truth = {clip_name(i): scene.to_dict() for i, (scene, _) in enumerate(scenes)}
 
@@ -112,11 +120,14 @@ def _write_clips(directory: Path, scenes: list[Scene], progress: bool) -> None:
         write_clip(scene, mp4, wav, fps=FPS, size=FRAME_SIZE, sample_rate=SAMPLE_RATE)
 
 
-def _check_parameters(n: int, duration: float | None, n_visual: int, n_audio: int) -> None:
+def _check_parameters(
+    n: int, duration: float | None, n_visual: int, n_audio: int, world: World
+) -> None:
     if n < 1:
         raise OmniMemError(f"--n must be at least 1 clip, got {n}.")
     # With random durations the shortest possible clip is the hardest one to fill.
-    check_scene_parameters(DURATION_RANGE[0] if duration is None else duration, n_visual, n_audio)
+    shortest = world.duration_range[0] if duration is None else duration
+    check_parameters(shortest, n_visual, n_audio, world)
 
 
 def _check_destination(out: Path, overwrite: bool) -> None:
@@ -136,13 +147,20 @@ def _check_destination(out: Path, overwrite: bool) -> None:
 
 
 def _sample_clip(
-    seed: int, i: int, duration: float | None, n_visual: int, n_audio: int
+    seed: int,
+    i: int,
+    duration: float | None,
+    n_visual: int,
+    n_audio: int,
+    world: World = CLASSIC,
 ) -> tuple[Scene, list[Question]]:
     """Clip ``i``'s scene and questions, from its own random stream."""
     rng = np.random.default_rng([seed, i])
-    length = duration if duration is not None else round(float(rng.uniform(*DURATION_RANGE)), 1)
-    scene = sample_scene(rng, length, n_visual, n_audio)
-    return scene, make_questions(scene, clip_name(i), rng)
+    length = (
+        duration if duration is not None else round(float(rng.uniform(*world.duration_range)), 1)
+    )
+    scene = sample_world_scene(rng, length, n_visual, n_audio, world)
+    return scene, world_questions(scene, clip_name(i), rng, world)
 
 
 def generate_command(
@@ -152,13 +170,15 @@ def generate_command(
     duration: float | None,
     n_visual: int,
     n_audio: int,
+    world: World = CLASSIC,
 ) -> str:
-    """The command line that reproduces a dataset, with every parameter spelled out."""
+    """The command line that reproduces a dataset, with every parameter spelled out (a classic
+    dataset's command names no world, as before worlds existed)."""
     words = ["omnimem", "generate", "--out", os.fspath(out_dir), "--n", str(n), "--seed", str(seed)]
     if duration is not None:
         words += ["--duration", f"{duration:g}"]
     words += ["--visual-events", str(n_visual), "--audio-events", str(n_audio)]
-    return shlex.join(words)
+    return shlex.join(words + world_flags(world))
 
 
 def _manifest(
@@ -169,22 +189,24 @@ def _manifest(
     n_visual: int,
     n_audio: int,
     scenes: list[tuple[Scene, list[Question]]],
+    world: World,
 ) -> dict[str, Any]:
     return {
         "generator": "omnimem-ref",
         "generator_version": GENERATOR_VERSION,
         "package_version": __version__,
-        "command": generate_command(out_dir, n, seed, duration, n_visual, n_audio),
+        "command": generate_command(out_dir, n, seed, duration, n_visual, n_audio, world),
         "parameters": {
             "n": n,
             "seed": seed,
             "duration": duration,
-            "duration_range": None if duration is not None else list(DURATION_RANGE),
+            "duration_range": None if duration is not None else list(world.duration_range),
             "n_visual": n_visual,
             "n_audio": n_audio,
             "fps": FPS,
             "frame_size": FRAME_SIZE,
             "sample_rate": SAMPLE_RATE,
+            **_world_parameters(world),
         },
         "encoding": {
             "video": {"codec": "libx264", "pix_fmt": "yuv420p", **VIDEO_CODEC_OPTIONS},
@@ -203,6 +225,14 @@ def _manifest(
             for i, (scene, questions) in enumerate(scenes)
         ],
     }
+
+
+def _world_parameters(world: World) -> dict[str, Any]:
+    """The world's knobs for the manifest; nothing for the plain classic world (whose manifest
+    stays as it was before worlds existed)."""
+    if not world_flags(world):
+        return {}
+    return {"world": {"preset": world.preset, **world.scene_knobs()}}
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from omnimem_ref import cli, dataset
 from omnimem_ref.dataset import generate_dataset, load_dataset
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.world import Question, Scene
+from omnimem_ref.world import HARD, Question, Scene
 
 SMALL_SEED, SMALL_DURATION = 11, 24.0  # how conftest.py's small_dataset is made
 
@@ -218,3 +219,104 @@ def test_bundled_samples_match_the_generator() -> None:
         assert scenes[clip["name"]] == scene, "stale data_samples: regenerate them"
         assert [q for q in questions if q.clip == clip["name"]] == clip_questions
         assert (root / clip["video"]).is_file() and (root / clip["audio"]).is_file()
+
+
+# --- worlds: classic unchanged, hard reproducible, knobs refused in one sentence ---------------
+
+
+def test_classic_world_reproduces_the_bundled_samples_byte_for_byte(tmp_path: Path) -> None:
+    """The samples were written before worlds existed: the classic world must still make them,
+    every JSON and .wav byte (and the .mp4 too, with the PyAV/FFmpeg build that wrote them)."""
+    import av
+
+    root = Path(__file__).resolve().parents[1] / "data_samples" / "tiny"
+    out = tmp_path / "tiny"
+    generate_dataset(out, progress=False, **dataset.SAMPLES_RECIPE)
+    bundled = json.loads((root / "manifest.json").read_text())
+    same_codec = bundled["encoding"]["pyav"] == av.__version__
+    for path in sorted(root.iterdir()):
+        if path.name == "manifest.json" or (path.suffix == ".mp4" and not same_codec):
+            continue
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+    made = json.loads((out / "manifest.json").read_text())
+    made["command"] = made["command"].replace(str(out), "data_samples/tiny")
+    assert made == bundled
+
+
+def _flags(manifest: dict) -> list[str]:
+    """The manifest's command as ``omnimem`` arguments, without --out."""
+    words = shlex.split(manifest["command"])[1:]
+    i = words.index("--out")
+    return words[:i] + words[i + 2 :]
+
+
+def test_a_hard_dataset_is_reproduced_by_its_manifest_command(tmp_path, monkeypatch, capsys):
+    argv = ["--n", "1", "--seed", "3", "--duration", "60", "--world", "hard"]
+    argv += ["--motion", "1", "--families", "visual,counting,when", "--visual-events", "6"]
+    code, _, err = _run_cli(monkeypatch, capsys, "--out", str(tmp_path / "a"), *argv)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["command"].endswith(
+        "--duration 60 --visual-events 6 --audio-events 8 --world hard --motion 1 "
+        "--families visual,counting,when"
+    )
+    assert manifest["parameters"]["world"]["preset"] == "hard"
+    assert manifest["parameters"]["world"]["motion"] == 1.0
+    questions, scenes, _ = load_dataset(tmp_path / "a")
+    assert {q.family for q in questions} <= {"visual", "counting", "when"}
+    assert scenes["clip_0000"].distractors and scenes["clip_0000"].pan != (0.0, 0.0)
+    again = ["generate", "--out", str(tmp_path / "b"), *_flags(manifest)[1:]]
+    assert cli.main(again) == 0
+    for name in ("questions.json", "scenes.json", "clip_0000.wav", "clip_0000.mp4"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["--world", "hard", "--object-size", "0.1"], "--object-size"),
+        (["--world", "hard", "--object-size", "2-1"], "--object-size"),
+        (["--world", "hard", "--object-size", "big"], "--object-size"),
+        (["--world", "hard", "--motion", "3.5"], "--motion"),
+        (["--world", "hard", "--shapes-per-colour", "5"], "--shapes-per-colour"),
+        (["--world", "hard", "--object-repeats", "0"], "--object-repeats"),
+        (["--world", "hard", "--tone-repeats", "17"], "--tone-repeats"),
+        (["--world", "hard", "--tone-seconds", "0.2-1"], "--tone-seconds"),
+        (["--world", "hard", "--distractors", "-1"], "--distractors"),
+        (["--world", "hard", "--pan", "100"], "--pan"),
+        (["--world", "hard", "--lighting", "2"], "--lighting"),
+        (["--world", "hard", "--families", "visual,colour"], "--families"),
+        (["--world", "hard", "--visual-events", "65"], "--visual-events"),
+        (["--world", "hard", "--audio-events", "13"], "--tone-repeats"),
+        (["--world", "hard", "--duration", "3601"], "--duration"),
+        (
+            ["--world", "hard", "--duration", "20", "--visual-events", "2", "--audio-events", "12"],
+            "--audio-events",
+        ),
+        (["--motion", "1", "--families", "counting"], "--tone-repeats"),
+    ],
+)
+def test_cli_refuses_bad_world_knobs(tmp_path, monkeypatch, capsys, args, hint) -> None:
+    argv = ["--out", str(tmp_path / "ds"), "--n", "1", "--seed", "0", *args]
+    code, _, err = _run_cli(monkeypatch, capsys, *argv)
+    assert code == 2
+    assert err.startswith("omnimem generate: error: ") and err.count("\n") == 1
+    assert hint in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # about 30 s on one core
+def test_a_ten_minute_hard_clip_generates(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "long"
+    world = HARD.overridden(object_repeats=6, tone_repeats=16)
+    generate_dataset(
+        out, n=1, seed=0, duration=600, n_visual=64, n_audio=64, world=world, progress=False
+    )
+    questions, scenes, manifest = load_dataset(out)
+    assert len(scenes["clip_0000"].visual) == len(scenes["clip_0000"].audio) == 64
+    assert questions and manifest["parameters"]["duration"] == 600
+    assert (out / "clip_0000.wav").stat().st_size == 44 + 600 * 16000 * 2
+    with av.open(str(out / "clip_0000.mp4")) as container:
+        assert container.streams.video[0].frames == 600 * dataset.FPS

@@ -164,3 +164,29 @@ def test_rendered_waveform_has_each_tone_at_its_pitch() -> None:
 def test_impossible_parameters_are_refused(duration, n_visual, n_audio) -> None:
     with pytest.raises(OmniMemError):
         check_scene_parameters(duration, n_visual, n_audio)
+
+
+# Scenes and questions the generator drew before worlds existed (sha256 of their JSON, computed
+# with that code): the classic world must keep drawing exactly these.
+CLASSIC_DIGEST = "bb9e843608a2f7b539c34d543bb505b79a0b2b5bbe3627db29c414a7b7c9faa8"
+
+
+def test_classic_world_draws_what_the_generator_drew_before_worlds() -> None:
+    import hashlib
+
+    from omnimem_ref.dataset import _sample_clip
+    from omnimem_ref.world import CLASSIC
+
+    rows = []
+    for seed in range(100):
+        for args in [(None, 4, 3), (24.0, 4, 3), (120.0, 6, 4), (17.0, 2, 2)]:
+            scene, questions = _sample_clip(seed, seed % 5, *args, world=CLASSIC)
+            rows.append([scene.to_dict(), [q.to_dict() for q in questions]])
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    assert digest == CLASSIC_DIGEST
+
+
+def test_clips_may_last_an_hour() -> None:
+    check_scene_parameters(3600, 4, 3)
+    with pytest.raises(OmniMemError, match="3600"):
+        check_scene_parameters(3601, 4, 3)

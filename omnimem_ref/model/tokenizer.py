@@ -13,7 +13,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 
 from omnimem_ref.core import PromptFormat
-from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
+from omnimem_ref.world.vocabulary import COLOURS, COUNT_WORDS, PITCHES, SHAPES, THIRDS
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
 PROMPT = "<bos> watch the clip and listen to it ."
@@ -54,8 +54,26 @@ TEMPLATE_WORDS = [
 ]
 
 
+# The words of the general world's questions (counting, when; omnimem_ref/world/presets.py). They
+# come after every older word, so each older word keeps its id: a checkpoint trained before they
+# existed (the shipped one, whose tokenizer.json holds the first 46) reads the classic world as it
+# always did, and a checkpoint trained on the hard world just has a longer vocabulary.
+ADDED_WORDS = [
+    "how",
+    "many",
+    "times",
+    "did",
+    "play",
+    "appear",
+    "in",
+    "third",
+    *COUNT_WORDS,
+    *THIRDS,
+]
+
+
 def vocabulary() -> list[str]:
-    words = [*SPECIAL_TOKENS, *TEMPLATE_WORDS, *COLOURS, *SHAPES, *PITCHES]
+    words = [*SPECIAL_TOKENS, *TEMPLATE_WORDS, *COLOURS, *SHAPES, *PITCHES, *ADDED_WORDS]
     return list(dict.fromkeys(words))  # de-duplicated, order kept
 
 

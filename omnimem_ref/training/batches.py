@@ -3,6 +3,9 @@
 A batch holds clips of one duration, so their streams line up without padding. Each clip comes
 with several questions per family and with per-token targets for the model's probes: the colour
 and shape in each patch, and the pitch, loudness and on-screen colour for each audio token.
+
+Clips come from the classic world unless a ``world`` is given (:mod:`omnimem_ref.world.presets`);
+the classic path draws exactly what it always drew, so a seed gives the same batches as before.
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ from omnimem_ref.model.tokenizer import encode, question_text
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.evidence import evidence_tokens
 from omnimem_ref.world import (
+    CLASSIC,
     COLOURS,
     PITCHES,
     SHAPES,
     Question,
     Scene,
-    make_questions,
+    World,
     render_frame,
     render_waveform,
     sample_scene,
+    sample_world_scene,
+    world_questions,
 )
+from omnimem_ref.world.geometry import covered_cells
+from omnimem_ref.world.sampling import largest_fit
 
 MAX_OPTIONS = 4
 IGNORE = -100
@@ -65,8 +73,8 @@ def clip_targets(scene: Scene, spec: FeatureSpec) -> tuple[torch.Tensor, torch.T
     audio = torch.zeros(n_steps, spec.audio_tokens_per_step, 3, dtype=torch.long)
     for k, t in enumerate(inputs.frame_seconds().tolist()):
         on_screen = scene.objects_at(t)
-        for obj in on_screen:
-            visual[k, obj.cell] = torch.tensor(
+        for obj in on_screen:  # a classic object covers its own cell; a general one, several
+            visual[k, covered_cells(obj, t, spec.frame_size)] = torch.tensor(
                 [colours.index(obj.colour) + 1, shapes.index(obj.shape) + 1]
             )
         for j, ta in enumerate(inputs.audio_seconds()[k].tolist()):
@@ -83,13 +91,13 @@ def make_batch(
     batch_size: int,
     duration: float,
     frame_size: int = 128,
+    world: World = CLASSIC,
 ) -> Batch:
     """``batch_size`` fresh clips of ``duration`` seconds, with all their questions."""
     n_steps = spec.n_steps(duration)
     patches, audio, visual_t, audio_t, questions = [], [], [], [], []
     for _ in range(batch_size):
-        n_visual = int(rng.integers(2, min(len(COLOURS), n_steps // 2) + 1))
-        scene = sample_scene(rng, duration, n_visual, int(rng.integers(1, len(PITCHES) + 1)))
+        scene = training_scene(rng, duration, n_steps, world)
         frames = np.stack([render_frame(scene, t, frame_size) for t in spec.frame_times(duration)])
         inputs = StreamInputs.from_arrays(frames, render_waveform(scene, spec.sample_rate), spec)
         patches.append(inputs.patches)
@@ -97,7 +105,7 @@ def make_batch(
         v, a = clip_targets(scene, spec)
         visual_t.append(v)
         audio_t.append(a)
-        questions.append(training_questions(scene, rng))
+        questions.append(training_questions(scene, rng, world=world))
     ids, last, option_ids, valid, answer = _question_tensors(tokenizer, questions)
     per_step = spec.tokens_per_step
     evidence = torch.zeros(batch_size, ids.shape[1], n_steps * per_step, dtype=torch.bool)
@@ -119,12 +127,27 @@ def make_batch(
     )
 
 
-def training_questions(scene: Scene, rng: np.random.Generator, draws: int = 3) -> list[Question]:
+def training_scene(
+    rng: np.random.Generator, duration: float, n_steps: int, world: World = CLASSIC
+) -> Scene:
+    """A scene with a random number of objects and tones, as many as fit at most."""
+    if world.is_classic:
+        n_visual = int(rng.integers(2, min(len(COLOURS), n_steps // 2) + 1))
+        return sample_scene(rng, duration, n_visual, int(rng.integers(1, len(PITCHES) + 1)))
+    most_visual, most_audio = largest_fit(duration, world)
+    n_visual = int(rng.integers(min(2, most_visual), most_visual + 1))
+    n_audio = int(rng.integers(1, max(1, most_audio) + 1))
+    return sample_world_scene(rng, duration, n_visual, n_audio, world)
+
+
+def training_questions(
+    scene: Scene, rng: np.random.Generator, draws: int = 3, world: World = CLASSIC
+) -> list[Question]:
     """Several distinct questions per family (about every object, every bound tone, several
     pairs), so each rendered stream teaches as much as it can."""
     distinct: dict[str, Question] = {}
     for _ in range(draws):
-        for q in make_questions(scene, "train", rng):
+        for q in world_questions(scene, "train", rng, world):
             distinct.setdefault(q.question, q)
     return list(distinct.values())
 

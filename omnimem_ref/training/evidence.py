@@ -11,7 +11,9 @@ heads) on the evidence tokens should be high,
 
 The evidence is what the question names, read off the probe targets: the patches showing a colour
 the question mentions (visual, temporal), the audio tokens of the pitch it mentions (binding), the
-loud tone's audio tokens (audio). It is a training aid only; nothing at inference time uses it.
+loud tone's audio tokens (audio). Where the question names an object by colour *and* shape ("the
+red square", in the general world's questions) only patches showing both count. It is a training
+aid only; nothing at inference time uses it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.world import COLOURS, PITCHES
+from omnimem_ref.world import COLOURS, PITCHES, SHAPES
 from omnimem_ref.world.questions import Question
 
 LOUD = 2  # the audio probe's loudness class of a loud tone (0 none, 1 soft, 2 loud)
@@ -38,14 +40,26 @@ def evidence_tokens(
     (class 0 = nothing), laid out as in the interleaved stream (each step: patches, then audio).
     """
     words = question.question.split()
-    colours = [list(COLOURS).index(w) + 1 for w in words if w in COLOURS]
     pitches = [list(PITCHES).index(w) + 1 for w in words if w in PITCHES]
-    visual = torch.isin(visual_targets[..., 0], torch.tensor(colours, dtype=torch.long))
+    visual = torch.zeros(visual_targets.shape[:-1], dtype=torch.bool)
+    for colour, shape in _named_objects(words):
+        shown = visual_targets[..., 0] == colour
+        visual |= shown if shape == 0 else shown & (visual_targets[..., 1] == shape)
     if question.family == "audio":
         audio = audio_targets[..., 1] == LOUD
     else:
         audio = torch.isin(audio_targets[..., 0], torch.tensor(pitches, dtype=torch.long))
     return torch.cat([visual, audio], dim=-1).flatten()
+
+
+def _named_objects(words: list[str]) -> list[tuple[int, int]]:
+    """(colour class, shape class or 0 for any shape) of each object a question names."""
+    named = []
+    for word, after in zip(words, [*words[1:], ""], strict=True):
+        if word in COLOURS:
+            shape = list(SHAPES).index(after) + 1 if after in SHAPES else 0
+            named.append((list(COLOURS).index(word) + 1, shape))
+    return named
 
 
 def question_attention(

@@ -6,6 +6,9 @@ Each family needs a different kind of memory, which is what makes compression in
 - ``audio``: a few audio tokens (the loudest tone) among ten times more visual tokens;
 - ``binding``: an audio token and the frames playing at the same time;
 - ``temporal``: two objects and when each appeared.
+
+These are the classic world's questions, kept exactly as they were. The general world's versions,
+and the ``counting`` and ``when`` families, are in :mod:`omnimem_ref.world.families`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from omnimem_ref.world.presets import FAMILIES
 from omnimem_ref.world.scene import Scene, VisualEvent
 from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
 
-FAMILIES: tuple[str, ...] = ("visual", "audio", "binding", "temporal")
+__all__ = ["FAMILIES", "Question", "host", "make_questions"]
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,13 @@ def _audio(scene: Scene, clip: str, rng: np.random.Generator) -> Question:
     )
 
 
-def _host(scene: Scene, onset: float, offset: float) -> VisualEvent | None:
+def host(scene: Scene, onset: float, offset: float) -> VisualEvent | None:
     """The object on screen for the whole of [onset, offset), if there is one."""
     return next((v for v in scene.visual if v.onset <= onset and offset <= v.offset), None)
 
 
 def _binding(scene: Scene, clip: str, rng: np.random.Generator) -> Question | None:
-    pairs = [(a, _host(scene, a.onset, a.offset)) for a in scene.audio]
+    pairs = [(a, host(scene, a.onset, a.offset)) for a in scene.audio]
     pairs = [(a, v) for a, v in pairs if v is not None]
     if not pairs:
         return None

@@ -4,11 +4,18 @@ Time is laid on a grid of ``STEP_SECONDS``-long steps, the same steps the model 
 (one frame per step, taken at the step's midpoint, like Qwen2.5-Omni's 2-second interleaving).
 Objects switch on and off between midpoints, so a frame sampled at a midpoint always shows an
 object fully or not at all, whatever frame rate the file is written at.
+
+This module holds the scene's data and the *classic* sampler, kept exactly as it was so the
+classic world stays byte-identical. The fields added for the general world (object size and
+motion, distractors, background pan and lighting) default to the classic values and are left out
+of ``to_dict`` when they hold them, so a classic ``scenes.json`` is unchanged too. The general
+sampler is :mod:`omnimem_ref.world.sampling`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -16,21 +23,28 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.world.vocabulary import COLOURS, GRID, PITCHES, SHAPES
 
 STEP_SECONDS = 2.0
-MIN_DURATION, MAX_DURATION = 16.0, 600.0
+MIN_DURATION, MAX_DURATION = 16.0, 3600.0
 TONE_SECONDS = (1.5, 3.0)
 MIN_TONE_SECONDS = 1.2
 
 
 @dataclass(frozen=True)
 class VisualEvent:
-    """A coloured shape shown in one grid cell from ``onset`` to ``offset`` (seconds)."""
+    """A coloured shape shown from ``onset`` to ``offset`` (seconds).
+
+    Its centre starts at grid cell ``cell``'s centre plus ``jitter`` and moves by ``motion`` over
+    its lifetime (both as fractions of the frame). ``size`` is its width in grid cells; 0 means
+    the classic object, a little smaller than one cell.
+    """
 
     colour: str
     shape: str
     cell: int  # row-major index into the GRID x GRID cells
     onset: float
     offset: float
-    jitter: tuple[float, float]  # small offset of the centre, as a fraction of the frame
+    jitter: tuple[float, float]  # offset of the centre from the cell's centre, fraction of frame
+    size: float = 0.0
+    motion: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -45,30 +59,73 @@ class AudioEvent:
 
 @dataclass(frozen=True)
 class Scene:
-    """Everything needed to render one clip, deterministically."""
+    """Everything needed to render one clip, deterministically.
+
+    ``visual`` and ``audio`` are the events questions are about; ``distractors`` and
+    ``distractor_tones`` are drawn and heard too but never asked about (their colours and pitches
+    are outside the vocabulary). ``pan`` moves the background texture (fractions of the frame per
+    second); ``lighting`` is the relative amplitude of its slow brightness swing.
+    """
 
     duration: float
     texture_seed: int
     visual: tuple[VisualEvent, ...]
     audio: tuple[AudioEvent, ...]
+    distractors: tuple[VisualEvent, ...] = ()
+    distractor_tones: tuple[AudioEvent, ...] = ()
+    pan: tuple[float, float] = (0.0, 0.0)
+    lighting: float = 0.04
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A JSON-ready dict; fields at their classic defaults are left out."""
+        return _without_defaults(self)
 
     @staticmethod
     def from_dict(d: dict) -> Scene:
         return Scene(
             duration=float(d["duration"]),
             texture_seed=int(d["texture_seed"]),
-            visual=tuple(VisualEvent(**{**v, "jitter": tuple(v["jitter"])}) for v in d["visual"]),
+            visual=tuple(_visual_from_dict(v) for v in d["visual"]),
             audio=tuple(AudioEvent(**a) for a in d["audio"]),
+            distractors=tuple(_visual_from_dict(v) for v in d.get("distractors", ())),
+            distractor_tones=tuple(AudioEvent(**a) for a in d.get("distractor_tones", ())),
+            pan=_pair(d.get("pan", (0.0, 0.0))),
+            lighting=float(d.get("lighting", 0.04)),
         )
 
     def objects_at(self, t: float) -> list[VisualEvent]:
         return [v for v in self.visual if v.onset <= t < v.offset]
 
+    def distractors_at(self, t: float) -> list[VisualEvent]:
+        return [v for v in self.distractors if v.onset <= t < v.offset]
+
     def tones_at(self, t: float) -> list[AudioEvent]:
         return [a for a in self.audio if a.onset <= t < a.offset]
+
+
+def _without_defaults(obj: Any) -> Any:
+    """``asdict``, recursively, minus the dataclass fields that hold their default value."""
+    if isinstance(obj, tuple):
+        return [_without_defaults(x) for x in obj]
+    if not hasattr(obj, "__dataclass_fields__"):
+        return obj
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not value and f.default != value:
+            out[f.name] = _without_defaults(value)
+    return out
+
+
+def _pair(values: Any) -> tuple[float, float]:
+    x, y = values
+    return float(x), float(y)
+
+
+def _visual_from_dict(v: dict) -> VisualEvent:
+    return VisualEvent(
+        **{**v, "jitter": _pair(v["jitter"]), "motion": _pair(v.get("motion", (0.0, 0.0)))}
+    )
 
 
 def check_scene_parameters(duration: float, n_visual: int, n_audio: int) -> None:
