@@ -2,6 +2,10 @@
 
 Every clip is streamed once through a :class:`~omnimem_ref.streaming.session.StreamingSession`
 with the policy and budget, then all of its questions are asked of the compressed memory.
+
+Clips are read a chunk at a time (:class:`~omnimem_ref.clip_stream.ClipStream`) and the session
+keeps no replay history, so under a budget the memory an evaluation needs does not grow with the
+clip's length (``scripts/eval_memory.py`` measures it).
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from omnimem_ref.budget import Budget
+from omnimem_ref.clip_stream import ClipStream
 from omnimem_ref.dataset import load_dataset
 from omnimem_ref.features import stream_tokens
-from omnimem_ref.media import load_clip
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
-from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.world import FAMILIES, Question
 
 
@@ -77,7 +80,9 @@ def evaluate(
         full_tokens = stream_tokens(prompt, inputs.n_steps, inputs.tokens_per_step)
         tokens = None if budget is None else budget.resolve(full_tokens)
         too_big += tokens is not None and tokens >= full_tokens
-        session = StreamingSession(model, tokenizer, make_policy(policy), tokens)
+        session = StreamingSession(
+            model, tokenizer, make_policy(policy), tokens, record_history=False
+        )
         reports = session.stream(inputs)
         peak = max(peak, max(r.peak_tokens for r in reports))
         for q in by_clip[clip_name]:
@@ -94,19 +99,18 @@ def group_by_clip(questions: list[Question]) -> dict[str, list[Question]]:
     return grouped
 
 
-def load_stream(model: TinyOmniModel, data_dir: str | Path, clip_name: str) -> StreamInputs:
-    """The encoder inputs of clip ``clip_name`` of a dataset folder."""
+def load_stream(model: TinyOmniModel, data_dir: str | Path, clip_name: str) -> ClipStream:
+    """The stream of clip ``clip_name`` of a dataset folder."""
     return read_stream(model, Path(data_dir) / f"{clip_name}.mp4")
 
 
-def read_stream(model: TinyOmniModel, video: str | Path) -> StreamInputs:
-    """Decode a clip file into the model's encoder inputs (warning if it is longer than the model
-    was trained on)."""
-    spec = model.config.feature_spec
-    clip = load_clip(video, spec)
-    inputs = StreamInputs.from_arrays(clip.frames, clip.waveform, spec)
-    warn_if_longer_than_trained(model, inputs.duration)
-    return inputs
+def read_stream(model: TinyOmniModel, video: str | Path) -> ClipStream:
+    """Open a clip file as the model's stream, decoded a chunk at a time as it is streamed
+    (warning if it is longer than the model was trained on). For every step's inputs at once,
+    use ``StreamInputs.from_arrays`` on :func:`~omnimem_ref.media.load_clip`."""
+    stream = ClipStream(video, model.config.feature_spec)
+    warn_if_longer_than_trained(model, stream.duration)
+    return stream
 
 
 def warn_if_longer_than_trained(model: TinyOmniModel, seconds: float) -> None:

@@ -12,6 +12,7 @@ files), so the model sees identical inputs either way; only the video codec's no
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import librosa
 import numpy as np
@@ -102,8 +103,13 @@ def frame_patches(frames: np.ndarray | torch.Tensor, spec: FeatureSpec) -> torch
     return x.reshape(t, g * g, side * side * 3)
 
 
-def log_mel(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Log-mel spectrogram (n_frames, n_mels) in dB, shifted and scaled to order-one values."""
+def log_mel(waveform: np.ndarray, spec: FeatureSpec, center: bool = True) -> np.ndarray:
+    """Log-mel spectrogram (n_frames, n_mels) in dB, shifted and scaled to order-one values.
+
+    Frame ``f`` is centred on sample ``f * hop_length`` (librosa pads ``n_fft // 2`` zeros at each
+    end). ``center=False`` starts the first frame at the first sample instead: for a window that
+    already carries those ``n_fft // 2`` samples of context (:func:`audio_window`).
+    """
     mel = librosa.feature.melspectrogram(
         y=np.asarray(waveform, dtype=np.float32),
         sr=spec.sample_rate,
@@ -111,6 +117,7 @@ def log_mel(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         hop_length=spec.hop_length,
         n_mels=spec.n_mels,
         fmax=spec.sample_rate / 2,
+        center=center,
     )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
     return ((db + 15.0) / 20.0).T.astype(np.float32)  # background noise near 0, tones 1..2
@@ -127,7 +134,45 @@ def audio_tokens(waveform: np.ndarray, spec: FeatureSpec, n_steps: int) -> torch
     mel = log_mel(waveform, spec)
     needed = n_tokens * per_token
     if mel.shape[0] < needed:
-        silence = log_mel(np.zeros(spec.n_fft, np.float32), spec)[:1]
-        mel = np.concatenate([mel, np.repeat(silence, needed - mel.shape[0], axis=0)])
+        mel = np.concatenate([mel, np.repeat(_silence(spec), needed - mel.shape[0], axis=0)])
     x = torch.from_numpy(mel[:needed]).reshape(n_steps, spec.audio_tokens_per_step, -1)
     return x
+
+
+def audio_window(steps: range, spec: FeatureSpec) -> tuple[int, int]:
+    """Samples ``[start, stop)`` that the mel frames of ``steps``' audio tokens read.
+
+    The frames are centred (:func:`log_mel`), so the window reaches ``n_fft // 2`` samples past
+    the first and last frame's centre, and past either end of the clip (read those as silence,
+    as librosa's padding does). Computed with ``center=False``, the window gives exactly those
+    frames: what a stream read a chunk at a time needs to match the whole-clip spectrogram.
+    """
+    per_step = spec.audio_tokens_per_step * spec.mel_frames_per_token
+    first, last = steps.start * per_step, steps.stop * per_step - 1
+    half = spec.n_fft // 2
+    return first * spec.hop_length - half, last * spec.hop_length + half
+
+
+def window_audio_tokens(
+    window: np.ndarray, steps: range, spec: FeatureSpec, clip_samples: int | None
+) -> torch.Tensor:
+    """(len(steps), audio_tokens_per_step, audio_dim) from the samples of :func:`audio_window`:
+    what :func:`audio_tokens` of the whole clip gives for ``steps`` (to float rounding).
+
+    ``clip_samples``, the clip's length, marks the frames the whole clip's spectrogram does not
+    have (past its last centred frame), which :func:`audio_tokens` pads with silence; ``None``
+    when the clip is known to run past the window.
+    """
+    mel = log_mel(window, spec, center=False)
+    if clip_samples is not None:
+        first = steps.start * spec.audio_tokens_per_step * spec.mel_frames_per_token
+        past_the_clip = max(0, 1 + clip_samples // spec.hop_length - first)
+        if past_the_clip < len(mel):
+            mel[past_the_clip:] = _silence(spec)
+    return torch.from_numpy(mel).reshape(len(steps), spec.audio_tokens_per_step, -1)
+
+
+@cache
+def _silence(spec: FeatureSpec) -> np.ndarray:
+    """(1, n_mels): the log-mel frame of silence."""
+    return log_mel(np.zeros(spec.n_fft, np.float32), spec)[:1]

@@ -135,3 +135,21 @@ def test_slack_compresses_below_the_budget_and_less_often(model, tokenizer, stre
 def test_slack_outside_zero_to_one_is_refused(model, tokenizer):
     with pytest.raises(OmniMemError, match="slack"):
         StreamingSession(model, tokenizer, make_policy("omnimem"), 60, slack=1.0)
+
+
+def test_history_is_kept_only_when_asked_and_changes_nothing(model, tokenizer, stream):
+    """The replay history grows by a budget's worth of positions per chunk, so a session that
+    only answers questions (``omnimem eval``) keeps none; its memory and answers are the same."""
+    recorded = StreamingSession(model, tokenizer, make_policy("recent"), budget=40)
+    recorded.stream(stream)
+    assert len(recorded.history) == 1 + stream.n_steps  # the prompt, then every chunk
+    session = StreamingSession(
+        model, tokenizer, make_policy("recent"), budget=40, record_history=False
+    )
+    session.stream(stream)
+    assert session.history == []
+    assert torch.equal(session.memory.meta.position, recorded.memory.meta.position)
+    assert torch.equal(streamed_option_logits(session), streamed_option_logits(recorded))
+    with pytest.raises(OmniMemError, match="record_history=True") as error:
+        session.replay_visibility()
+    assert "\n" not in str(error.value) and str(error.value).endswith(".")

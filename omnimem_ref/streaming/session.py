@@ -19,6 +19,12 @@ The protocol (docs/design.md §4):
 With ``rotary_limit``, a chunk whose rotary positions would reach the limit (e.g. the model's
 trained 32,768) first has memory's positions compacted, StreamingLLM-style
 (:mod:`omnimem_ref.streaming.compaction`): for streams longer than the model's position range.
+
+To replay its evictions as attention masks (:meth:`StreamingSession.replay_visibility`, which
+budget-aware fine-tuning trains with), a session keeps a history: for every chunk, the positions
+memory held before it, a budget's worth per layer, so it grows with the stream (an hour of
+TinyOmni at a 2,048-token budget: ~120 MB). ``record_history=False`` keeps none, for sessions that
+only answer questions (``omnimem eval``), whose memory then stays flat however long the clip.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class StreamingSession:
         steps_per_chunk: int = 1,
         slack: float = 0.0,
         rotary_limit: int | None = None,
+        record_history: bool = True,
     ) -> None:
         if not 0 <= slack < 1:
             raise OmniMemError(f"The slack must be at least 0 and below 1, got {slack}.")
@@ -110,7 +117,9 @@ class StreamingSession:
         self.text_positions = getattr(model, "text_positions", plain_text_positions)
         self.reports: list[MemoryReport] = []
         # (positions of the tokens appended, positions in memory per layer just before): enough to
-        # replay this session's evictions as attention masks (see `replay_visibility`).
+        # replay this session's evictions as attention masks (see `replay_visibility`). It grows
+        # with the stream, so it is kept only with `record_history`.
+        self.record_history = record_history
         self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
         prompt = torch.tensor(self.prompts.prompt_ids(), device=self.device)
         self.prefix_length = len(prompt)
@@ -123,7 +132,7 @@ class StreamingSession:
         self.slack = slack
         meta = _text_meta(len(prompt), 0, self.device)
         nothing = torch.zeros(self.memory.n_units, 0, dtype=torch.long, device=self.device)
-        self.history.append((meta.position, nothing))
+        self._remember(meta.position, nothing)
         self._append(self.model.embed_text(prompt), meta, self.text_positions(prompt, 0))
         self.origin = self.next_rotary  # where the stream's rotary positions start
         self.rotary_limit = rotary_limit  # None: positions are never compacted
@@ -163,7 +172,7 @@ class StreamingSession:
         if self.rotary_limit is not None and int(rotary.max()) >= self.rotary_limit:
             rotary = self._compact(rotary, meta)
         assert self.memory.meta is not None
-        self.history.append((meta.position, self.memory.meta.position.clone()))
+        self._remember(meta.position, self.memory.meta.position)
         started = self._clock()
         hidden_states = self._append(chunk.embeddings, meta, rotary)
         prefilled = self._clock()
@@ -195,6 +204,12 @@ class StreamingSession:
         )
         self.reports.append(report)
         return report
+
+    def _remember(self, new: torch.Tensor, before: torch.Tensor) -> None:
+        """Note, if this session records its history, which positions memory held (``before``,
+        per unit) when the tokens at ``new`` were appended."""
+        if self.record_history:
+            self.history.append((new, before.clone()))
 
     def _shifted(self, rotary: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         """A chunk's rotary positions, its time moved back as far as compactions moved memory's."""
@@ -281,6 +296,11 @@ class StreamingSession:
             raise OmniMemError(
                 "A head-wise memory keeps different tokens in each key/value head, which one mask "
                 "per layer cannot replay; use the policy's layer-wise form."
+            )
+        if not self.record_history:
+            raise OmniMemError(
+                "This session kept no history to replay; create it with "
+                "StreamingSession(..., record_history=True)."
             )
         n = self.next_position
         visible = torch.zeros(self.memory.n_layers, n, n, dtype=torch.bool, device=self.device)

@@ -1,7 +1,11 @@
 """A clip as the model reads it: per-step patch tokens and audio tokens, with their times.
 
 :class:`Stream` is what the session asks of any model's stream; :class:`StreamInputs` is
-TinyOmni's (Qwen2.5-Omni's is :class:`omnimem_ref.model.qwen_omni.ThinkerStream`).
+TinyOmni's, with every step's inputs computed up front (training, tests, notebooks);
+:class:`~omnimem_ref.clip_stream.ClipStream` is TinyOmni's read from a file a chunk at a time
+(what ``omnimem eval``, ``demo`` and ``bench`` stream, so memory does not grow with the clip).
+Both turn a chunk's inputs into tokens with :func:`encode_steps`. Qwen2.5-Omni's stream is
+:class:`omnimem_ref.model.qwen_omni.ThinkerStream`.
 """
 
 from __future__ import annotations
@@ -62,14 +66,11 @@ class StreamInputs:
 
     def frame_seconds(self) -> torch.Tensor:
         """(steps,) time of each step's frame: the step's midpoint."""
-        return (torch.arange(self.n_steps) + 0.5) * self.spec.step_seconds
+        return frame_seconds(self.spec, range(self.n_steps))
 
     def audio_seconds(self) -> torch.Tensor:
         """(steps, A) time of each audio token: the midpoint of its window."""
-        a = self.spec.audio_tokens_per_step
-        window = self.spec.step_seconds / a
-        starts = torch.arange(self.n_steps).unsqueeze(1) * self.spec.step_seconds
-        return starts + (torch.arange(a) + 0.5) * window
+        return audio_seconds(self.spec, range(self.n_steps))
 
     @staticmethod
     def from_arrays(frames: np.ndarray, waveform: np.ndarray, spec: FeatureSpec) -> StreamInputs:
@@ -82,27 +83,51 @@ class StreamInputs:
     def chunk(self, model: StreamingModel, steps: range, first_position: int, origin: int) -> Chunk:
         """TinyOmni's tokens of ``steps``, frame then audio step by step. Plain RoPE: the rotary
         position is the sequence position (``origin`` is where that already is)."""
-        device = model.device
-        visual = model.encode_visual(
-            self.patches[steps.start : steps.stop].to(device),
-            self.frame_seconds()[steps.start : steps.stop],
-        )
-        audio = model.encode_audio(
-            self.audio[steps.start : steps.stop].to(device),
-            self.audio_seconds()[steps.start : steps.stop],
-        )
-        meta = self.step_meta(steps, first_position)
-        return Chunk(model.interleave(visual, audio), meta, meta.position.unsqueeze(0))
+        inputs = self.patches[steps.start : steps.stop], self.audio[steps.start : steps.stop]
+        return encode_steps(model, self.spec, steps, *inputs, first_position)
 
     def step_meta(self, steps: range, first_position: int) -> TokenMeta:
         """Metadata of the tokens of ``steps``, in stream order (frame tokens, then audio)."""
-        p, a = self.spec.visual_tokens_per_step, self.spec.audio_tokens_per_step
-        n = len(steps)
-        frame_t, audio_t = self.frame_seconds()[steps.start : steps.stop], self.audio_seconds()
-        seconds = torch.cat(
-            [frame_t.unsqueeze(1).expand(n, p), audio_t[steps.start : steps.stop]], dim=1
-        )
-        modality = torch.tensor([VISUAL] * p + [AUDIO] * a).expand(n, -1)
-        patch = torch.tensor(list(range(p)) + [-1] * a).expand(n, -1)
-        position = first_position + torch.arange(n * (p + a))
-        return TokenMeta(modality.flatten(), seconds.flatten(), patch.flatten(), position)
+        return step_meta(self.spec, steps, first_position)
+
+
+def frame_seconds(spec: FeatureSpec, steps: range) -> torch.Tensor:
+    """(len(steps),) time of each step's frame: the step's midpoint."""
+    return (torch.arange(steps.start, steps.stop) + 0.5) * spec.step_seconds
+
+
+def audio_seconds(spec: FeatureSpec, steps: range) -> torch.Tensor:
+    """(len(steps), A) time of each audio token: the midpoint of its window."""
+    a = spec.audio_tokens_per_step
+    window = spec.step_seconds / a
+    starts = torch.arange(steps.start, steps.stop).unsqueeze(1) * spec.step_seconds
+    return starts + (torch.arange(a) + 0.5) * window
+
+
+def encode_steps(
+    model: StreamingModel,
+    spec: FeatureSpec,
+    steps: range,
+    patches: torch.Tensor,
+    audio: torch.Tensor,
+    first_position: int,
+) -> Chunk:
+    """TinyOmni's chunk for ``steps`` from their encoder inputs (``patches`` and ``audio`` of
+    those steps only): embeddings, metadata and plain-RoPE rotary positions."""
+    device = model.device
+    visual = model.encode_visual(patches.to(device), frame_seconds(spec, steps))
+    sound = model.encode_audio(audio.to(device), audio_seconds(spec, steps))
+    meta = step_meta(spec, steps, first_position)
+    return Chunk(model.interleave(visual, sound), meta, meta.position.unsqueeze(0))
+
+
+def step_meta(spec: FeatureSpec, steps: range, first_position: int) -> TokenMeta:
+    """Metadata of the tokens of ``steps``, in stream order (frame tokens, then audio)."""
+    p, a = spec.visual_tokens_per_step, spec.audio_tokens_per_step
+    n = len(steps)
+    frame_t = frame_seconds(spec, steps)
+    seconds = torch.cat([frame_t.unsqueeze(1).expand(n, p), audio_seconds(spec, steps)], dim=1)
+    modality = torch.tensor([VISUAL] * p + [AUDIO] * a).expand(n, -1)
+    patch = torch.tensor(list(range(p)) + [-1] * a).expand(n, -1)
+    position = first_position + torch.arange(n * (p + a))
+    return TokenMeta(modality.flatten(), seconds.flatten(), patch.flatten(), position)

@@ -1,0 +1,157 @@
+"""Peak memory of ``omnimem eval`` on a short and a long clip: it must not grow with the clip.
+
+    python scripts/eval_memory.py                      # 5- and 60-minute clips, budget 2048
+    python scripts/eval_memory.py --minutes 5 60 --work /tmp/eval-memory --json out.json
+
+Each clip is evaluated by ``omnimem eval --policy omnimem --budget 2048 --json`` in a fresh
+subprocess; its peak resident memory (``ru_maxrss`` of that one child, from ``os.wait4``) and
+wall time are printed, then the ratio of the longest clip's peak to the shortest's. Under a
+budget the KV memory is bounded, so the peak should stay put as the clip grows (the bar: a
+60-minute clip within 1.5x of a 5-minute one).
+
+``omnimem generate`` refuses clips over 600 s (``MAX_DURATION`` in ``omnimem_ref/world/scene.py``),
+so a longer clip is made by generating ``ceil(seconds / 600)`` clips of 600 s and joining them
+end to end: the ``.mp4`` packets are copied with shifted timestamps (no re-encoding) and the
+``.wav`` is copied block by block. Its questions are those of the first part. TinyOmni was
+trained on clips of up to 120 s, so the answers on long clips mean little; memory is the point.
+Clips are kept in ``--work`` and reused on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import soundfile as sf
+
+MAX_GENERATED_SECONDS = 600  # what `omnimem generate --duration` accepts at most
+OMNIMEM = [sys.executable, "-m", "omnimem_ref.cli"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5.0, 60.0])
+    parser.add_argument("--budget", default="2048")
+    parser.add_argument("--policy", default="omnimem")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/omnimem-eval-memory"))
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    args = parser.parse_args()
+    rows = []
+    for minutes in sorted(args.minutes):
+        data = clip_folder(args.work, round(60 * minutes))
+        rows.append({"minutes": minutes, **measure_eval(data, args.policy, args.budget)})
+        print_row(rows[-1])
+    ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+    print(f"peak RSS ratio {rows[-1]['minutes']:g} min / {rows[0]['minutes']:g} min: {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": rows, "ratio": ratio}, indent=2) + "\n")
+
+
+def clip_folder(work: Path, seconds: int) -> Path:
+    """A dataset folder holding one clip of ``seconds`` (made once, then reused)."""
+    folder = work / f"clip_{seconds}s"
+    if (folder / "questions.json").is_file():
+        return folder
+    if seconds <= MAX_GENERATED_SECONDS:
+        generate(folder, 1, seconds)
+        return folder
+    parts = work / f"parts_{seconds}s"
+    n_parts = math.ceil(seconds / MAX_GENERATED_SECONDS)
+    if not (parts / "questions.json").is_file():
+        generate(parts, n_parts, MAX_GENERATED_SECONDS)
+    names = [f"clip_{i:04d}" for i in range(n_parts)]
+    tmp = work / f".clip_{seconds}s.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    join_mp4([parts / f"{n}.mp4" for n in names], tmp / "clip_0000.mp4")
+    join_wav([parts / f"{n}.wav" for n in names], tmp / "clip_0000.wav")
+    questions = json.loads((parts / "questions.json").read_text())
+    first = [q for q in questions if q["clip"] == "clip_0000"]
+    (tmp / "questions.json").write_text(json.dumps(first, indent=2))
+    tmp.rename(folder)
+    return folder
+
+
+def generate(folder: Path, n: int, seconds: int) -> None:
+    started = time.perf_counter()
+    command = ["generate", "--out", str(folder), "--n", str(n), "--seed", "0"]
+    subprocess.run([*OMNIMEM, *command, "--duration", str(seconds), "--overwrite"], check=True)
+    print(f"generated {n} x {seconds} s in {time.perf_counter() - started:.0f} s")
+
+
+def join_mp4(parts: list[Path], out: Path) -> None:
+    """Copy every packet of ``parts`` into one ``.mp4`` (no decoding, no re-encoding), each
+    part's timestamps shifted so that its first packet follows the previous part's last one."""
+    with av.open(str(out), "w", format="mp4") as dst:
+        outputs: list = []
+        ends: list[int] = []  # per stream: the decoding time after the last packet written
+        for path in parts:
+            with av.open(str(path)) as src:
+                if not outputs:
+                    outputs = [dst.add_stream_from_template(s) for s in src.streams]
+                    ends = [0] * len(outputs)
+                shifts: dict[int, int] = {}
+                for packet in src.demux():
+                    if packet.dts is None:  # a flush packet
+                        continue
+                    k = packet.stream.index
+                    shift = shifts.setdefault(k, ends[k] - packet.dts if ends[k] else 0)
+                    packet.dts += shift
+                    packet.pts = None if packet.pts is None else packet.pts + shift
+                    ends[k] = max(ends[k], packet.dts + max(1, packet.duration or 0))
+                    packet.stream = outputs[k]
+                    dst.mux(packet)
+
+
+def join_wav(parts: list[Path], out: Path, block: int = 1 << 20) -> None:
+    """Append the samples of ``parts`` block by block (never a whole part in memory)."""
+    info = sf.info(str(parts[0]))
+    with sf.SoundFile(str(out), "w", info.samplerate, info.channels, info.subtype) as dst:
+        for path in parts:
+            with sf.SoundFile(str(path)) as src:
+                for samples in src.blocks(blocksize=block, dtype="int16"):
+                    dst.write(samples)
+
+
+def measure_eval(data: Path, policy: str, budget: str) -> dict:
+    """Run ``omnimem eval`` on ``data`` in a fresh process: its peak RSS and wall time."""
+    command = [*OMNIMEM, "eval", "--data", str(data), "--policy", policy, "--budget", budget]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    child = subprocess.Popen([*command, "--json"], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"omnimem eval failed on {data}")
+    child.returncode = 0  # reaped above
+    summary = json.loads(output.strip().splitlines()[-1])
+    duration = sf.info(str(data / "clip_0000.wav")).duration
+    return {
+        "clip_seconds": round(duration, 1),
+        "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "wall_seconds": round(wall, 1),
+        "accuracy": summary["accuracy"],
+        "peak_kv_tokens": summary["peak_kv_tokens"],
+    }
+
+
+def print_row(row: dict) -> None:
+    print(
+        f"{row['minutes']:g} min ({row['clip_seconds']:g} s): peak RSS "
+        f"{row['peak_rss_mib']:.0f} MiB, wall {row['wall_seconds']:.0f} s, "
+        f"peak KV {row['peak_kv_tokens']} tokens/layer, accuracy {row['accuracy']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
