@@ -80,9 +80,7 @@ def evaluate(
         full_tokens = stream_tokens(prompt, inputs.n_steps, inputs.tokens_per_step)
         tokens = None if budget is None else budget.resolve(full_tokens)
         too_big += tokens is not None and tokens >= full_tokens
-        session = StreamingSession(
-            model, tokenizer, make_policy(policy), tokens, record_history=False
-        )
+        session = StreamingSession(model, tokenizer, make_policy(policy), tokens)
         reports = session.stream(inputs)
         peak = max(peak, max(r.peak_tokens for r in reports))
         for q in by_clip[clip_name]:

@@ -78,7 +78,8 @@ class ExploreClip:
 def load_explore_clip(model: StreamingModel, data_dir: str | Path, name: str) -> ExploreClip:
     """Decode clip ``name`` of a dataset folder (e.g. ``SAMPLES_DIR``) with its questions."""
     questions = group_by_clip(load_dataset(data_dir)[0])[name]
-    return ExploreClip(name, load_stream(model, data_dir, name), tuple(questions))  # type: ignore[arg-type]
+    inputs = load_stream(model, data_dir, name).to_inputs()  # decoded once, streamed per move
+    return ExploreClip(name, inputs, tuple(questions))
 
 
 @dataclass(frozen=True)

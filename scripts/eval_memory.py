@@ -9,30 +9,23 @@ wall time are printed, then the ratio of the longest clip's peak to the shortest
 budget the KV memory is bounded, so the peak should stay put as the clip grows (the bar: a
 60-minute clip within 1.5x of a 5-minute one).
 
-``omnimem generate`` refuses clips over 600 s (``MAX_DURATION`` in ``omnimem_ref/world/scene.py``),
-so a longer clip is made by generating ``ceil(seconds / 600)`` clips of 600 s and joining them
-end to end: the ``.mp4`` packets are copied with shifted timestamps (no re-encoding) and the
-``.wav`` is copied block by block. Its questions are those of the first part. TinyOmni was
-trained on clips of up to 120 s, so the answers on long clips mean little; memory is the point.
-Clips are kept in ``--work`` and reused on the next run.
+The clips are generated in the classic world (``omnimem generate --duration``, up to 3,600 s).
+TinyOmni was trained on clips of up to 120 s, so the answers on long clips mean little; memory is
+the point. Clips are kept in ``--work`` and reused on the next run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import av
 import soundfile as sf
 
-MAX_GENERATED_SECONDS = 600  # what `omnimem generate --duration` accepts at most
 OMNIMEM = [sys.executable, "-m", "omnimem_ref.cli"]
 
 
@@ -58,67 +51,12 @@ def main() -> None:
 def clip_folder(work: Path, seconds: int) -> Path:
     """A dataset folder holding one clip of ``seconds`` (made once, then reused)."""
     folder = work / f"clip_{seconds}s"
-    if (folder / "questions.json").is_file():
-        return folder
-    if seconds <= MAX_GENERATED_SECONDS:
-        generate(folder, 1, seconds)
-        return folder
-    parts = work / f"parts_{seconds}s"
-    n_parts = math.ceil(seconds / MAX_GENERATED_SECONDS)
-    if not (parts / "questions.json").is_file():
-        generate(parts, n_parts, MAX_GENERATED_SECONDS)
-    names = [f"clip_{i:04d}" for i in range(n_parts)]
-    tmp = work / f".clip_{seconds}s.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    join_mp4([parts / f"{n}.mp4" for n in names], tmp / "clip_0000.mp4")
-    join_wav([parts / f"{n}.wav" for n in names], tmp / "clip_0000.wav")
-    questions = json.loads((parts / "questions.json").read_text())
-    first = [q for q in questions if q["clip"] == "clip_0000"]
-    (tmp / "questions.json").write_text(json.dumps(first, indent=2))
-    tmp.rename(folder)
+    if not (folder / "questions.json").is_file():
+        started = time.perf_counter()
+        command = ["generate", "--out", str(folder), "--n", "1", "--seed", "0"]
+        subprocess.run([*OMNIMEM, *command, "--duration", str(seconds), "--overwrite"], check=True)
+        print(f"generated a {seconds}-s clip in {time.perf_counter() - started:.0f} s")
     return folder
-
-
-def generate(folder: Path, n: int, seconds: int) -> None:
-    started = time.perf_counter()
-    command = ["generate", "--out", str(folder), "--n", str(n), "--seed", "0"]
-    subprocess.run([*OMNIMEM, *command, "--duration", str(seconds), "--overwrite"], check=True)
-    print(f"generated {n} x {seconds} s in {time.perf_counter() - started:.0f} s")
-
-
-def join_mp4(parts: list[Path], out: Path) -> None:
-    """Copy every packet of ``parts`` into one ``.mp4`` (no decoding, no re-encoding), each
-    part's timestamps shifted so that its first packet follows the previous part's last one."""
-    with av.open(str(out), "w", format="mp4") as dst:
-        outputs: list = []
-        ends: list[int] = []  # per stream: the decoding time after the last packet written
-        for path in parts:
-            with av.open(str(path)) as src:
-                if not outputs:
-                    outputs = [dst.add_stream_from_template(s) for s in src.streams]
-                    ends = [0] * len(outputs)
-                shifts: dict[int, int] = {}
-                for packet in src.demux():
-                    if packet.dts is None:  # a flush packet
-                        continue
-                    k = packet.stream.index
-                    shift = shifts.setdefault(k, ends[k] - packet.dts if ends[k] else 0)
-                    packet.dts += shift
-                    packet.pts = None if packet.pts is None else packet.pts + shift
-                    ends[k] = max(ends[k], packet.dts + max(1, packet.duration or 0))
-                    packet.stream = outputs[k]
-                    dst.mux(packet)
-
-
-def join_wav(parts: list[Path], out: Path, block: int = 1 << 20) -> None:
-    """Append the samples of ``parts`` block by block (never a whole part in memory)."""
-    info = sf.info(str(parts[0]))
-    with sf.SoundFile(str(out), "w", info.samplerate, info.channels, info.subtype) as dst:
-        for path in parts:
-            with sf.SoundFile(str(path)) as src:
-                for samples in src.blocks(blocksize=block, dtype="int16"):
-                    dst.write(samples)
 
 
 def measure_eval(data: Path, policy: str, budget: str) -> dict:

@@ -52,7 +52,7 @@ def test_two_pass_masked_forward_equals_streaming(tokenizer, policy):
     batch = a_batch(tokenizer, model, clips=1)
     layout = batch_layout(tokenizer, batch, tokens_per_step(model))
     inputs = StreamInputs(batch.patches[0], batch.audio[0], model.config.feature_spec)
-    session = StreamingSession(model, tokenizer, make_policy(policy), budget=40)
+    session = StreamingSession(model, tokenizer, make_policy(policy), 40, record_history=True)
     session.stream(inputs)
     visible = compressed_visibility(session, layout).unsqueeze(1)
     with torch.no_grad():

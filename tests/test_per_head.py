@@ -149,7 +149,8 @@ def test_a_head_wise_policy_needs_a_head_wise_memory(last_chunk):
 
 
 def test_fine_tuning_and_replay_refuse_head_wise_memory(model, tokenizer, stream, tmp_path):
-    session = StreamingSession(model, tokenizer, make_policy("knorm-per-head"), budget=60)
+    policy = make_policy("knorm-per-head")
+    session = StreamingSession(model, tokenizer, policy, budget=60, record_history=True)
     session.stream(stream)
     with pytest.raises(OmniMemError, match="head-wise"):
         session.replay_visibility()

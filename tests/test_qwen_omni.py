@@ -154,7 +154,8 @@ def test_streaming_with_full_memory_equals_one_stock_forward(
 
 
 def test_streaming_with_evictions_equals_one_forward_with_replayed_masks(model, thinker, stream):
-    session = StreamingSession(model, model.tokenizer, make_policy("omnimem"), budget=90)
+    policy = make_policy("omnimem")
+    session = StreamingSession(model, model.tokenizer, policy, budget=90, record_history=True)
     reports = session.stream(stream)
     assert any(r.compressed for r in reports)
     streamed = streamed_logits(session)

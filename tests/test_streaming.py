@@ -44,7 +44,7 @@ def test_keep_everything_streaming_equals_one_forward_pass(
 
 @pytest.mark.parametrize("policy", ["recent"])
 def test_eviction_equals_masking_in_one_forward_pass(model, tokenizer, stream, policy):
-    session = StreamingSession(model, tokenizer, make_policy(policy), budget=40)
+    session = StreamingSession(model, tokenizer, make_policy(policy), 40, record_history=True)
     session.stream(stream)
     streamed = streamed_option_logits(session)
     # Rebuild the same memory as masks: each token sees what was in memory when it was processed,
@@ -140,12 +140,10 @@ def test_slack_outside_zero_to_one_is_refused(model, tokenizer):
 def test_history_is_kept_only_when_asked_and_changes_nothing(model, tokenizer, stream):
     """The replay history grows by a budget's worth of positions per chunk, so a session that
     only answers questions (``omnimem eval``) keeps none; its memory and answers are the same."""
-    recorded = StreamingSession(model, tokenizer, make_policy("recent"), budget=40)
+    recorded = StreamingSession(model, tokenizer, make_policy("recent"), 40, record_history=True)
     recorded.stream(stream)
     assert len(recorded.history) == 1 + stream.n_steps  # the prompt, then every chunk
-    session = StreamingSession(
-        model, tokenizer, make_policy("recent"), budget=40, record_history=False
-    )
+    session = StreamingSession(model, tokenizer, make_policy("recent"), budget=40)  # the default
     session.stream(stream)
     assert session.history == []
     assert torch.equal(session.memory.meta.position, recorded.memory.meta.position)

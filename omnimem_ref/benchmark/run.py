@@ -135,7 +135,7 @@ def run_benchmark(
     tallies: dict[tuple[str, str | None], _Tally] = defaultdict(_Tally)
     bar = tqdm(clips, disable=not progress, desc="bench", unit="clip")
     for clip_name in bar:
-        inputs = load_stream(model, data_dir, clip_name)
+        inputs = load_stream(model, data_dir, clip_name).to_inputs()  # decoded once per clip
         full_tokens = stream_tokens(prefix, inputs.n_steps, inputs.tokens_per_step)
         runs: list[tuple[str, PolicyFactory, Budget | None]] = [(FULL, factories[FULL], None)]
         runs += [(n, f, b) for b in budgets for n, f in factories.items() if n != FULL]

@@ -23,8 +23,9 @@ trained 32,768) first has memory's positions compacted, StreamingLLM-style
 To replay its evictions as attention masks (:meth:`StreamingSession.replay_visibility`, which
 budget-aware fine-tuning trains with), a session keeps a history: for every chunk, the positions
 memory held before it, a budget's worth per layer, so it grows with the stream (an hour of
-TinyOmni at a 2,048-token budget: ~120 MB). ``record_history=False`` keeps none, for sessions that
-only answer questions (``omnimem eval``), whose memory then stays flat however long the clip.
+TinyOmni at a 2,048-token budget: ~120 MB). It is kept only with ``record_history=True`` (as
+fine-tuning asks); a session that only answers questions keeps none, and its memory stays flat
+however long the clip.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class StreamingSession:
         steps_per_chunk: int = 1,
         slack: float = 0.0,
         rotary_limit: int | None = None,
-        record_history: bool = True,
+        record_history: bool = False,
     ) -> None:
         if not 0 <= slack < 1:
             raise OmniMemError(f"The slack must be at least 0 and below 1, got {slack}.")

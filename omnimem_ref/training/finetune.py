@@ -107,7 +107,9 @@ def select_memory(
     budget = max(layout.prefix + 1, round(fraction * full_tokens))  # always room past the prompt
     masks = []
     for patches, audio in zip(batch.patches, batch.audio, strict=True):
-        session = StreamingSession(model, tokenizer, make_policy(policy), budget)
+        session = StreamingSession(
+            model, tokenizer, make_policy(policy), budget, record_history=True
+        )
         session.stream(StreamInputs(patches, audio, spec))
         masks.append(compressed_visibility(session, layout))
     model.train(was_training)
