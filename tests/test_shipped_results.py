@@ -122,3 +122,17 @@ def test_window_rule_table_matches_the_validation_run():
         for (policy, budget), cell in zip(columns, row[1:], strict=True):
             expected = rows[f"{policy} window_share={share}", budget]["accuracy"]
             assert number(cell) == pytest.approx(expected, abs=0.05), (share, policy, budget)
+
+
+def test_eval_memory_table_matches_the_committed_run_and_stays_flat():
+    """``scripts/eval_memory.py``'s measurement: the README quotes it, and the hour-long clip's
+    peak resident memory is within 1.5x of the 5-minute clip's (the bar it was built for)."""
+    measured = json.loads((ROOT / "results" / "eval_memory.json").read_text())
+    runs = {round(r["minutes"]): r for r in measured["runs"]}
+    for row in table_after("| clip | peak resident memory |"):
+        run = runs[round(number(row[0]))]
+        assert number(row[1]) == pytest.approx(run["peak_rss_mib"], abs=0.5), row
+        assert number(row[2]) == pytest.approx(run["wall_seconds"], abs=0.5), row
+    assert runs[60]["peak_rss_mib"] <= 1.5 * runs[5]["peak_rss_mib"]
+    assert runs[60]["clip_seconds"] == 3600
+    assert runs[60]["peak_kv_tokens"] <= 2048 + 18  # the budget plus one 2-second chunk
