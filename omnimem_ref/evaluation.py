@@ -27,7 +27,7 @@ from omnimem_ref.features import stream_tokens
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
-from omnimem_ref.world import FAMILIES, Question
+from omnimem_ref.world import ALL_FAMILIES, Question
 
 
 @dataclass
@@ -138,7 +138,7 @@ def _summarise(
         budget=None if budget is None else str(budget),
         n=len(every),
         accuracy=sum(every) / max(1, len(every)),
-        by_family={f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if hits[f]},
+        by_family={f: sum(hits[f]) / len(hits[f]) for f in ALL_FAMILIES if hits[f]},
         peak_kv_tokens=peak,
         peak_kv_bytes=peak * kv_bytes_per_token(model),
         budget_exceeds_stream=too_big,

@@ -49,7 +49,7 @@ from omnimem_ref.policies import FixedShare, OmniMem, RedundancyAware, make_poli
 from omnimem_ref.policies.base import CompressionPolicy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
-from omnimem_ref.world import FAMILIES, Question
+from omnimem_ref.world import ALL_FAMILIES, Question
 
 DPI = 80  # these figures are wide and many: a modest resolution keeps executed notebooks small
 STREAM_MODALITIES = ("visual", "audio")  # what a budget is spent on (the prompt is always kept)
@@ -350,7 +350,7 @@ def answer_marks(view: View) -> str:
     """``V✓ A✗ B✓ T✓``: each family's initial and whether its answer was right."""
     by_family = {a.family: a.correct for a in view.answers}
     return " ".join(
-        f"{f[0].upper()}{'✓' if by_family[f] else '✗'}" for f in FAMILIES if f in by_family
+        f"{f[0].upper()}{'✓' if by_family[f] else '✗'}" for f in ALL_FAMILIES if f in by_family
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 
+from omnimem_ref.benchmark.records import families_of
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.core import KVMemory
 from omnimem_ref.features import FeatureSpec
@@ -435,45 +437,90 @@ def plot_accuracy_vs_budget(
         value = accuracy(full)
         if value is not None:
             ax.axhline(value, color="black", ls="--", lw=1.2, label="full (upper bound)")
-    ax.axhline(chance(family), color="grey", ls=":", lw=1, label="chance")
+    asked = families_of(r.get("by_family", {}) for r in rows) or FAMILIES
+    ax.axhline(chance(family, asked), color="grey", ls=":", lw=1, label="chance")
     ax.set_ylabel("accuracy (%)" if family is None else f"{family} accuracy (%)")
     ax.set_ylim(0, 104)  # the whole scale: a 2-point gain looks like one, chance sits where it is
     ax.legend(fontsize=8, loc="best")
     return ax
 
 
-# Options per question family (omnimem_ref.world.questions): 4 shapes, 4 pitches, 4 colours, and
-# "which came first" between two objects.
-OPTIONS = {"visual": 4, "audio": 4, "binding": 4, "temporal": 2}
+# Options per question family (omnimem_ref.world.questions and families): 4 shapes, 4 pitches,
+# 4 colours, "which came first" between two objects, a count up to the repeat cap (3 in the hard
+# preset: one, two or three), and one of three thirds.
+OPTIONS = {"visual": 4, "audio": 4, "binding": 4, "temporal": 2, "counting": 3, "when": 3}
 
 
-def chance(family: str | None = None) -> float:
-    """Accuracy (%) of guessing: one option in four, one in two for ``temporal``; overall, the
-    mean over families (every clip asks one question of each)."""
+def chance(family: str | None = None, families: Sequence[str] = FAMILIES) -> float:
+    """Accuracy (%) of guessing: one option in four, one in two for ``temporal``, one in three
+    for ``counting`` and ``when``; overall, the mean over ``families`` (every clip asks one
+    question of each; default the classic four)."""
     if family is not None:
         return 100 / OPTIONS[family]
-    return float(np.mean([100 / n for n in OPTIONS.values()]))
+    return float(np.mean([100 / OPTIONS[f] for f in families]))
 
 
 def plot_accuracy_panels(records: Sequence[Any], title: str) -> Figure:
-    """Overall accuracy against budget (left), then one small panel per question family, every
+    """Overall accuracy against budget (left), then one small panel per question family the
+    records hold (two rows: 2 x 2 for the classic four, 2 x 3 for the hard world's six), every
     panel on the same 0-100% scale so families compare at a glance; one legend below."""
-    fig = plt.figure(figsize=(15, 4.6), layout="constrained")
-    grid = fig.add_gridspec(2, 3, width_ratios=[2.2, 1, 1])
+    families = families_of(_as_dict(r).get("by_family", {}) for r in records) or list(FAMILIES)
+    columns = math.ceil(len(families) / 2)
+    fig = plt.figure(figsize=(15 + 4 * (columns - 2), 4.6), layout="constrained")
+    grid = fig.add_gridspec(2, 1 + columns, width_ratios=[2.2] + [1] * columns)
     main = fig.add_subplot(grid[:, 0])
     plot_accuracy_vs_budget(records, ax=main)
     main.set_title(title)
     handles, labels = main.get_legend_handles_labels()
     main.legend_ = None
-    for i, family in enumerate(FAMILIES):
-        ax = fig.add_subplot(grid[i // 2, 1 + i % 2], sharey=main)
+    for i, family in enumerate(families):
+        ax = fig.add_subplot(grid[i // columns, 1 + i % columns], sharey=main)
         plot_accuracy_vs_budget(records, ax=ax, family=family)
         ax.legend_ = None
-        if i < 2:  # the lower row's budget labels serve both rows
+        if i < columns:  # the lower row's budget labels serve both rows
             ax.tick_params(labelbottom=False)
         ax.set(title=f"{family} (chance {chance(family):.0f}%)", xlabel="", ylabel="")
     fig.legend(handles, labels, loc="outside lower center", ncol=6, fontsize=8)
     return fig
+
+
+def plot_accuracy_vs_length(
+    rows: Sequence[Mapping[str, Any]], trained_seconds: float | None = None, ax: Axes | None = None
+) -> Axes:
+    """Accuracy at full memory against clip length (log scale): overall as a thick black line,
+    each question family as a thin one, chance dotted, and the clip lengths training rendered
+    (up to ``trained_seconds``) shaded, so what lies right of the shade is extrapolation.
+
+    ``rows``: one mapping per clip length, with ``seconds``, ``accuracy`` and ``by_family``
+    (fractions), as ``scripts/train_on_gpu.sh`` writes them to ``accuracy_by_length.json``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    rows = sorted(rows, key=lambda r: r["seconds"])
+    seconds = [r["seconds"] for r in rows]
+    families = families_of(r["by_family"] for r in rows)
+    palette = sns.color_palette("colorblind", max(1, len(families)))
+    for family, colour in zip(families, palette, strict=True):
+        points = [(r["seconds"], 100 * r["by_family"][f]) for r in rows for f in [family]
+                  if r["by_family"].get(f) is not None]  # fmt: skip
+        ax.plot(*zip(*points, strict=True), color=colour, lw=1.2, marker=".", label=family)
+    overall = [100 * r["accuracy"] for r in rows]
+    ax.plot(seconds, overall, color="black", lw=2.6, marker="o", label="all", zorder=5)
+    ax.axhline(chance(None, families or FAMILIES), color="grey", ls=":", lw=1, label="chance")
+    if trained_seconds is not None and trained_seconds > min(seconds):
+        shade = (min(seconds), min(trained_seconds, max(seconds)))
+        ax.axvspan(*shade, color="0.9", zorder=0, label="lengths of training clips")
+    ax.set_xscale("log")
+    ax.set_xticks(seconds, [_duration_label(t) for t in seconds])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set(xlabel="clip length", ylabel="accuracy at full memory (%)", ylim=(0, 104))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def _duration_label(seconds: float) -> str:
+    """60 -> "1 min", 90 -> "90 s", 3600 -> "60 min"."""
+    return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 # ---------------------------------------------------------------------------------------------

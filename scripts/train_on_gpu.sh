@@ -1,16 +1,164 @@
 #!/usr/bin/env bash
-# Train TinyOmni on one GPU, with all but two CPU cores rendering training batches.
+# Retrain TinyOmni on the hard world for streams of any length (docs/training.md) on one GPU, and
+# measure its accuracy at full memory against clip length, 1 to 60 minutes.
 #
-#   scripts/train_on_gpu.sh OUT_DIR [STEPS] [CLIPS_AT_40S]
+#   scripts/train_on_gpu.sh train   OUT_DIR [STEPS] [CLIPS_AT_40S]   about 7.5 min (16-core host)
+#   scripts/train_on_gpu.sh lengths OUT_DIR [CLIPS_PER_LENGTH]       about 2.5 min
+#   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
+#   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
 #
-# The GPU is not the bottleneck for a 1M-parameter model: rendering fresh clips is, so the
-# DataLoader gets one worker process per spare core. This is how the shipped checkpoint in
-# omnimem_ref/checkpoints/tinyomni was trained (see its training.json for the exact settings).
+# train    the recipe: hard world, half the batches stretched to stand for clips up to an hour,
+#          time features without the ramp and with periods up to 8192 s; STEPS (default 4000) of
+#          CLIPS_AT_40S clips (default 16) at 40 s. The GPU is not the bottleneck for a 1M-parameter
+#          model, rendering fresh clips is: all but two cores render batches. A hard batch takes
+#          1.3 s to render on one core (0.75 s classic), so 14 workers give ~0.11 s a step:
+#          4000 steps ~ 7.5 min with the start-up. It saves every 500 steps; run the same command
+#          again after a cut (e.g. the 10-minute limit of one command) and it resumes, ending with
+#          the weights an uninterrupted run has. OUT_DIR ends holding only the checkpoint
+#          (config.json, model.safetensors, tokenizer.json, training.json): copy it over
+#          omnimem_ref/checkpoints/tinyomni. The log goes to OUT_DIR.log.
+# lengths  for each clip length in LENGTHS (default 60 300 600 1800 3600 s), generates
+#          CLIPS_PER_LENGTH clips of its world (default 4, one folder each, every core at once: the
+#          hour-long ones take ~90 s each) and streams each through OUT_DIR at full memory (several
+#          at once on the GPU). It prints the table of accuracy against clip length, overall and
+#          per family, and writes OUT_DIR.lengths/accuracy_by_length.{json,txt,png}. Folders
+#          already done are skipped, so it resumes too.
+# shipped  the recipe of omnimem_ref/checkpoints/tinyomni: train-tiny's defaults (classic world,
+#          6000 steps, nothing stretched, the original time features), 407 s on an H100 host.
+#
+# Environment: PYTHON (python3), DEVICE (cuda), WORKERS (nproc - 2), LENGTHS, WORLD (of the
+# length sweep; default the world OUT_DIR was trained on), EVAL_JOBS (8: evaluations at once),
+# LENGTHS_DIR (OUT_DIR.lengths). The shipped model's curve on its own (classic) world:
+#   LENGTHS_DIR=runs/shipped.lengths scripts/train_on_gpu.sh lengths omnimem_ref/checkpoints/tinyomni
 set -euo pipefail
-out=${1:?usage: scripts/train_on_gpu.sh OUT_DIR [STEPS] [CLIPS_AT_40S]}
-steps=${2:-4000}
-batch=${3:-16}
-workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
-export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-python3 -m omnimem_ref.cli train-tiny --device cuda --threads 2 --workers "$workers" \
-    --batch "$batch" --steps "$steps" --out "$out" --log-file "$out.log"
+usage="usage: scripts/train_on_gpu.sh train|lengths|all|shipped OUT_DIR [...]"
+phase=${1:?$usage}
+out=${2:?$usage}
+out=${out%/}
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHON=${PYTHON:-python3} DEVICE=${DEVICE:-cuda}
+omnimem() { "$PYTHON" -m omnimem_ref.cli "$@"; }
+export -f omnimem
+
+# Train into $out with train-tiny options "$@", or resume the unfinished run there.
+train_or_resume() {
+    local workers=${WORKERS:-$(($(nproc) > 3 ? $(nproc) - 2 : 1))}
+    if [[ -d "$out/resume" ]]; then
+        echo "resuming the unfinished run in $out"
+        omnimem train-tiny --resume "$out" --device "$DEVICE" --threads 2 --log-file "$out.log"
+    elif [[ -f "$out/training.json" ]]; then
+        echo "$out already holds a finished run; delete it to train again"
+    else
+        omnimem train-tiny --out "$out" --device "$DEVICE" --threads 2 --log-file "$out.log" \
+            --workers "$workers" "$@"
+    fi
+}
+
+train() {
+    train_or_resume --world hard --stretch-share 0.5 --stretch-seconds 3600 \
+        --time-periods 8,32,128,512,2048,8192 --no-time-ramp \
+        --steps "${1:-4000}" --batch "${2:-16}" --save-every 500
+}
+
+# One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
+generate_one() {
+    local folder="$LENGTHS_DIR/${1}s/seed$2"
+    [[ -f "$folder/questions.json" ]] && return
+    mkdir -p "$(dirname "$folder")"
+    if ! omnimem generate --out "$folder" --n 1 --seed "$2" --world "$WORLD" --duration "$1" \
+        --overwrite > "$folder.log" 2>&1; then
+        tail -n 1 "$folder.log" >&2
+        return 1
+    fi
+}
+export -f generate_one
+
+# Every question of one folder's clip answered at full memory, to answers.json beside it.
+EVALUATE_ONE=$(cat <<'EOF'
+import json, sys, warnings
+from pathlib import Path
+import torch
+from omnimem_ref.evaluation import evaluate
+from omnimem_ref.model.checkpoint import load_model
+
+checkpoint, folder, device = sys.argv[1:4]
+torch.set_num_threads(1)
+warnings.simplefilter("ignore")  # a clip longer than training saw: that is the measurement
+model, tokenizer = load_model(checkpoint)
+result = evaluate(model.to(device), tokenizer, folder, "full", None, progress=False)
+seconds = json.loads((Path(folder) / "manifest.json").read_text())["parameters"]["duration"]
+answers = {"seconds": seconds, "predictions": result.predictions}
+(Path(folder) / "answers.json").write_text(json.dumps(answers))
+EOF
+)
+export EVALUATE_ONE
+evaluate_one() {
+    [[ -f "$2/answers.json" ]] || "$PYTHON" -c "$EVALUATE_ONE" "$1" "$2" "$DEVICE"
+}
+export -f evaluate_one
+
+# The table, the JSON and the figure of accuracy against clip length.
+SUMMARISE=$(cat <<'EOF'
+import json, os, sys
+from collections import defaultdict
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+from omnimem_ref.benchmark.records import families_of
+from omnimem_ref.plots import plot_accuracy_vs_length
+
+checkpoint, root = Path(sys.argv[1]), Path(sys.argv[2])
+hits = defaultdict(lambda: defaultdict(list))
+for path in root.glob("*/*/answers.json"):
+    answers = json.loads(path.read_text())
+    for p in answers["predictions"]:
+        hits[answers["seconds"]][p["family"]].append(p["prediction"] == p["answer"])
+rows = []
+for seconds in sorted(hits):
+    every = [h for family in hits[seconds].values() for h in family]
+    by_family = {f: sum(h) / len(h) for f, h in hits[seconds].items()}
+    n_by_family = {f: len(h) for f, h in hits[seconds].items()}
+    rows.append({"seconds": seconds, "n": len(every), "accuracy": sum(every) / len(every),
+                 "by_family": by_family, "n_by_family": n_by_family})
+families = families_of(r["by_family"] for r in rows)
+lines = [f"{'clip length':>11}{'questions':>11}{'all':>7}" + "".join(f"{f:>10}" for f in families)]
+for r in rows:
+    cells = "".join(f"{100 * r['by_family'][f]:>10.1f}" if f in r["by_family"] else f"{'-':>10}"
+                    for f in families)
+    lines.append(f"{r['seconds']:>10g}s{r['n']:>11}{100 * r['accuracy']:>7.1f}{cells}")
+config = json.loads((checkpoint / "training.json").read_text())["train_config"]
+title = (f"TinyOmni ({checkpoint.name}) at full memory, {os.environ['WORLD']} world; "
+         f"training clips up to {config['max_seconds']:g} s")
+text = "\n".join([title, "accuracy (%) against clip length", *lines])
+print(text)
+(root / "accuracy_by_length.txt").write_text(text + "\n")
+(root / "accuracy_by_length.json").write_text(json.dumps(rows, indent=1))
+ax = plot_accuracy_vs_length(rows, trained_seconds=config["max_seconds"])
+ax.set_title(title, fontsize=9)
+ax.figure.savefig(root / "accuracy_by_length.png", dpi=150, bbox_inches="tight")
+EOF
+)
+
+lengths() {
+    local clips=${1:-4} jobs
+    export LENGTHS_DIR=${LENGTHS_DIR:-$out.lengths}
+    export WORLD=${WORLD:-$("$PYTHON" -c "import json, sys
+print(json.load(open(sys.argv[1]))['train_config'].get('world', 'classic'))" "$out/training.json")}
+    mkdir -p "$LENGTHS_DIR"
+    # "seconds seed" per clip, the longest first so that they do not finish last
+    jobs=$(for seconds in ${LENGTHS:-60 300 600 1800 3600}; do
+        for k in $(seq 1 "$clips"); do echo "$seconds $((seconds * 100 + k))"; done
+    done | sort -k1,1nr)
+    xargs -P "$(nproc)" -n 2 bash -c 'generate_one "$@"' _ <<< "$jobs"
+    awk -v root="$LENGTHS_DIR" '{print root "/" $1 "s/seed" $2}' <<< "$jobs" \
+        | xargs -P "${EVAL_JOBS:-8}" -I{} bash -c 'evaluate_one "$1" "$2"' _ "$out" {}
+    "$PYTHON" -c "$SUMMARISE" "$out" "$LENGTHS_DIR"
+}
+
+case "$phase" in
+    train) train "${@:3}" ;;
+    lengths) lengths "${@:3}" ;;
+    all) train && lengths ;;
+    shipped) train_or_resume ;;
+    *) echo "usage: scripts/train_on_gpu.sh train|lengths|all|shipped OUT_DIR [...]" >&2; exit 2 ;;
+esac

@@ -23,6 +23,7 @@ from tests.cli_runner import run_cli
 from tests.model_fixtures import tiny_model
 
 CHUNK = 18  # tokens per 2-second step: 16 patches + 2 audio tokens
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,3 +161,33 @@ def test_run_benchmark_accepts_policies_built_in_code(small_dataset):
     assert record.n == 4 and record.max_kept_tokens <= 40
     # Half of the 31 free slots go to audio, as the allocation says.
     assert record.kept_tokens["audio"] == round(0.5 * (40 - 9))
+
+
+def test_the_classic_report_is_unchanged():
+    """The committed benchmark (classic world, four families) prints exactly as committed."""
+    result = load_result(RESULTS / "bench_default.json")
+    assert result.families == ["visual", "audio", "binding", "temporal"]
+    assert report(result) + "\n" == (RESULTS / "bench_default.txt").read_text()
+
+
+def test_family_table_and_panels_show_the_six_hard_families(tmp_path):
+    """A run whose records hold the hard world's six families gets a column and a panel for
+    each, in the worlds' order; one without some family gets none for it."""
+    from omnimem_ref.benchmark.tables import family_table
+    from omnimem_ref.plots import plot_accuracy_panels
+
+    data = json.loads((RESULTS / "bench_default.json").read_text())
+    for r in data["records"]:
+        r["by_family"] = {"when": 0.5, **r["by_family"], "counting": 0.25}
+        r["by_family"].pop("binding")
+    result = BenchResult.from_json(data)
+    assert result.families == ["visual", "audio", "temporal", "counting", "when"]
+    header = family_table(result).splitlines()[1].split()
+    assert header[:7] == ["policy", "@", "budget", "all", "visual", "audio", "temporal"]
+    assert header[7:9] == ["counting", "when"] and "binding" not in header
+    figure = plot_accuracy_panels(result.records, "hard")
+    titles = [ax.get_title() for ax in figure.axes[1:]]
+    assert titles == [
+        "visual (chance 25%)", "audio (chance 25%)", "temporal (chance 50%)",
+        "counting (chance 33%)", "when (chance 33%)",
+    ]  # fmt: skip

@@ -33,6 +33,13 @@ TINY = TrainConfig(
 )  # fmt: skip
 
 
+# The same, with the GPU script's hard-world, long-stream recipe (docs/training.md): every batch
+# is stretched (so the stream's Generators draw the stretch too) and the model has no ramp.
+LONG = replace(
+    TINY, world="hard", stretch_share=1.0, time_periods=(8.0, 128.0, 8192.0), time_ramp=False
+)
+
+
 class Stopped(Exception):
     """Stands for Ctrl-C or a killed job."""
 
@@ -138,6 +145,30 @@ def test_three_sittings_one_cut_short_in_a_save_end_bit_identical(
     log = train_tiny(out, TINY, progress=False, log_file=log_file, resume=True)
     assert_same_run(out, reference)
     assert [json.loads(line) for line in log_file.read_text().splitlines()] == log
+
+
+def test_the_long_recipe_stopped_and_resumed_ends_bit_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    reference = tmp_path / "reference"
+    train_tiny(reference, LONG, progress=False)
+    out = tmp_path / "run"
+    stop_after_saving(monkeypatch, 1)
+    with pytest.raises(Stopped):
+        train_tiny(out, LONG, progress=False)
+    monkeypatch.undo()
+    saved = json.loads((out / "training.json").read_text())["train_config"]
+    assert saved["world"] == "hard" and saved["stretch_share"] == 1.0
+    code, _, err = run_cli(capsys, "train-tiny", "--resume", str(out), "--world", "classic")
+    assert code == 2 and err.count("\n") == 1
+    assert "--world classic differs from the hard the run in" in err
+    with pytest.raises(OmniMemError, match="started with world='hard', not world='classic'"):
+        train_tiny(out, replace(LONG, world="classic"), resume=True)
+    with pytest.raises(OmniMemError, match="started with time_ramp=False, not time_ramp=True"):
+        train_tiny(out, replace(LONG, time_ramp=True), resume=True)
+    code, stdout, _ = run_cli(capsys, "train-tiny", "--resume", str(out))
+    assert code == 0 and "after 4 steps" in stdout
+    assert_same_run(out, reference)
 
 
 def test_resume_refuses_a_folder_without_a_run(tmp_path: Path, capsys) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from omnimem_ref.model.tokenizer import PROMPT, encode
-from omnimem_ref.training.batches import make_batch
+from omnimem_ref.training.batches import make_batch, stretched
 from omnimem_ref.training.evidence import evidence_tokens, question_attention
-from omnimem_ref.training.objective import compute_loss, question_ends, stream_embeddings
+from omnimem_ref.training.objective import (
+    compute_loss,
+    question_ends,
+    stream_embeddings,
+    stream_positions,
+)
 from omnimem_ref.training.sequence import forward_sequence
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from omnimem_ref.world import COLOURS, PITCHES, sample_scene
@@ -39,10 +45,13 @@ def test_evidence_is_what_the_question_names():
             assert torch.equal(audio, audio_t[..., 0] == pitch) and audio.any()
 
 
-def test_question_attention_matches_the_layer(tokenizer):
-    """The recomputed attention of a question's last token equals the layer's own weights."""
+@pytest.mark.parametrize("stretch", [1.0, 40.0])
+def test_question_attention_matches_the_layer(tokenizer, stretch):
+    """The recomputed attention of a question's last token equals the layer's own weights, also
+    in a stretched batch (whose rotary positions the evidence loss must use too)."""
     model = tiny_model()
     batch = make_batch(np.random.default_rng(1), tokenizer, model.config.feature_spec, 1, 16.0)
+    batch = stretched(batch, stretch)
     prefix = torch.tensor(encode(tokenizer, PROMPT))
     _, _, stream = stream_embeddings(model, batch)
     inputs: list[torch.Tensor] = []
@@ -60,7 +69,14 @@ def test_question_attention_matches_the_layer(tokenizer):
     ]
     with torch.no_grad():
         model.backbone.config._attn_implementation = "eager"
-        _, layout = forward_sequence(model, prefix, stream, batch.question_ids, layer_inputs=inputs)
+        _, layout = forward_sequence(
+            model,
+            prefix,
+            stream,
+            batch.question_ids,
+            layer_inputs=inputs,
+            stream_positions=stream_positions(model, batch, len(prefix)),
+        )
     for h in handles:
         h.remove()
     ends = question_ends(layout, batch)

@@ -405,3 +405,11 @@ def test_bad_knobs_are_refused_in_one_sentence(knobs, flag) -> None:
     with pytest.raises(OmniMemError, match=flag) as caught:
         check_world(dataclasses.replace(HARD, **knobs))
     assert str(caught.value).count(". ") == 0 and str(caught.value).endswith(".")
+
+
+def test_the_shipped_model_refuses_new_words_in_one_sentence() -> None:
+    """The shipped TinyOmni knows the classic world's words only: a counting question is refused
+    with what to do, not a traceback (the command line prints the sentence)."""
+    shipped = load_tokenizer(DEFAULT_CHECKPOINT)
+    with pytest.raises(OmniMemError, match="--world classic"):
+        encode(shipped, question_text("how many times did the high tone play ?"))

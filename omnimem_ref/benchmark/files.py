@@ -15,15 +15,15 @@ from omnimem_ref.benchmark.records import BenchResult
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.files import atomic_write
 from omnimem_ref.model.modeling import MODALITY_NAMES
-from omnimem_ref.world import FAMILIES
+from omnimem_ref.world import ALL_FAMILIES
 
 CSV_FIELDS = [
     "policy",
     "budget",
     "n",
     "accuracy",
-    *(f"accuracy_{f}" for f in FAMILIES),
-    *(f"n_{f}" for f in FAMILIES),
+    *(f"accuracy_{f}" for f in ALL_FAMILIES),
+    *(f"n_{f}" for f in ALL_FAMILIES),
     "clips",
     "budget_tokens",
     "clips_without_eviction",
@@ -49,7 +49,7 @@ def to_rows(result: BenchResult) -> list[dict[str, Any]]:
         by_family, n_by_family = row.pop("by_family"), row.pop("n_by_family")
         kept = row.pop("kept_tokens")
         row["budget"] = "none" if r.budget is None else r.budget
-        for f in FAMILIES:
+        for f in ALL_FAMILIES:
             row[f"accuracy_{f}"] = by_family.get(f)
             row[f"n_{f}"] = n_by_family.get(f, 0)
         for m in MODALITY_NAMES:

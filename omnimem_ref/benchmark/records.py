@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omnimem_ref.budget import Budget, parse_budget
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.world import ALL_FAMILIES
 
 FULL = "full"
 
@@ -64,6 +65,11 @@ class BenchResult:
     def full(self) -> BenchRecord | None:
         return next((r for r in self.records if r.policy == FULL), None)
 
+    @property
+    def families(self) -> list[str]:
+        """The question families the records hold (:func:`families_of`)."""
+        return families_of(r.by_family for r in self.records)
+
     def record(self, policy: str, budget: str | None) -> BenchRecord:
         if policy == FULL:
             budget = None
@@ -100,6 +106,14 @@ class BenchResult:
             wall_seconds=data.get("wall_seconds", 0.0),
             slack=data.get("slack", 0.0),
         )
+
+
+def families_of(by_family: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The families named in any of the ``by_family`` mappings, in the worlds' order (visual,
+    audio, binding, temporal, counting, when), any other after them: the four of a classic run,
+    the six of a hard one, so tables and figures show what the data has and nothing else."""
+    named = {family for mapping in by_family for family in mapping}
+    return [f for f in ALL_FAMILIES if f in named] + sorted(named - set(ALL_FAMILIES))
 
 
 def parse_budgets(text: str) -> list[Budget]:

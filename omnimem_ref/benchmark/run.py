@@ -27,7 +27,7 @@ from omnimem_ref.model.tokenizer import prompt_length
 from omnimem_ref.policies import POLICIES, make_policy
 from omnimem_ref.policies.base import CompressionPolicy
 from omnimem_ref.streaming.session import MemoryReport, StreamingSession
-from omnimem_ref.world import FAMILIES
+from omnimem_ref.world import ALL_FAMILIES
 
 PolicyFactory = Callable[[], CompressionPolicy]
 
@@ -71,8 +71,8 @@ class _Tally:
             budget=budget,
             n=len(every),
             accuracy=sum(every) / max(1, len(every)),
-            by_family={f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if hits[f]},
-            n_by_family={f: len(hits[f]) for f in FAMILIES if hits[f]},
+            by_family={f: sum(hits[f]) / len(hits[f]) for f in ALL_FAMILIES if hits[f]},
+            n_by_family={f: len(hits[f]) for f in ALL_FAMILIES if hits[f]},
             clips=len(self.budget_tokens),
             budget_tokens=sum(self.budget_tokens) / max(1, len(self.budget_tokens)),
             clips_without_eviction=self.without_eviction,

@@ -20,7 +20,6 @@ from omnimem_ref.budget import budget_label
 from omnimem_ref.policies import POLICIES
 from omnimem_ref.policies.per_head import SUFFIX
 from omnimem_ref.stats import Interval, record_difference
-from omnimem_ref.world import FAMILIES
 
 
 def _percent(value: float | None) -> str:
@@ -49,7 +48,7 @@ def accuracy_table(result: BenchResult) -> str:
 
 def family_table(result: BenchResult) -> str:
     """Rows: policy x budget; columns: accuracy (%) overall and per question family."""
-    families = [f for f in FAMILIES if any(f in r.by_family for r in result.records)]
+    families = result.families  # the four classic families, or the six of the hard world
     first = 34
     header = (
         f"{'policy @ budget':<{first}}{'all':>7}"

@@ -10,6 +10,10 @@ gets what continuing needs (``DIR/resume/``), and ``--resume DIR`` picks the run
 ending with the same weights as a run that never stopped. Stop it at any time (Ctrl-C); the steps
 since the last save are done again. Options left out on ``--resume`` keep the run's own values;
 one given must agree with them (``--save-every`` excepted).
+
+``--world hard`` trains on the hard world; ``--stretch-share``, ``--stretch-seconds``,
+``--time-periods`` and ``--no-time-ramp`` make a model for streams of any length up to an hour
+(``docs/training.md``). Their defaults keep the shipped recipe.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from omnimem_ref.commands import (
 )
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.training.train_tiny import FREE_ON_RESUME, TrainConfig, saved_run, train_tiny
+from omnimem_ref.world import PRESETS
 
 # option -> the TrainConfig field it sets. These options default to None (left out): a new run
 # then takes TrainConfig's default, a resumed one the value it was started with.
@@ -38,6 +43,12 @@ OPTIONS = {
     "--workers": "workers",
     "--evidence-weight": "evidence_weight",
     "--save-every": "checkpoint_every",
+    "--log-every": "log_every",
+    "--world": "world",
+    "--stretch-share": "stretch_share",
+    "--stretch-seconds": "stretch_seconds",
+    "--time-periods": "time_periods",
+    "--time-ramp": "time_ramp",
 }
 
 
@@ -90,18 +101,92 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save the checkpoint, with what --resume needs, every N steps "
         f"(default {defaults.checkpoint_every}); a stopped run loses at most N steps",
     )
+    parser.add_argument(
+        "--log-every",
+        type=int,
+        metavar="N",
+        help=f"log the losses and the accuracy window every N steps (default {defaults.log_every})",
+    )
+    add_long_stream_arguments(parser, defaults)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     parser.add_argument("--log-file", help="also append one JSON line per log entry here")
     add_threads_argument(parser)
 
 
+def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """The world, and the long-stream recipe (docs/training.md)."""
+    group = parser.add_argument_group("world and long streams (docs/training.md)")
+    group.add_argument(
+        "--world",
+        choices=sorted(PRESETS),
+        help=f"the world clips and questions are drawn from (default {defaults.world}; "
+        "docs/world.md)",
+    )
+    group.add_argument(
+        "--stretch-share",
+        type=float,
+        metavar="F",
+        help="share of batches made to stand for a longer clip, their steps spread over it "
+        f"(default {defaults.stretch_share:g}: none)",
+    )
+    group.add_argument(
+        "--stretch-seconds",
+        type=float,
+        metavar="S",
+        help=f"longest clip a stretched batch stands for (default {defaults.stretch_seconds:g})",
+    )
+    group.add_argument(
+        "--time-periods",
+        type=parse_periods,
+        metavar="LIST",
+        help="periods in seconds of the time features' sinusoids, comma-separated (default "
+        + ",".join(f"{p:g}" for p in defaults.time_periods)
+        + ")",
+    )
+    group.add_argument(
+        "--time-ramp",
+        action=argparse.BooleanOptionalAction,
+        help="give the time features the ramp t / longest time (default: yes; it grows without "
+        "bound past the longest time trained on)",
+    )
+
+
+def parse_periods(text: str) -> tuple[float, ...]:
+    """``"8,32,128"`` -> (8.0, 32.0, 128.0); positive numbers only."""
+    try:
+        periods = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        periods = ()
+    if not periods or any(p <= 0 for p in periods):
+        raise argparse.ArgumentTypeError(
+            f"expected positive periods in seconds, comma-separated, such as 8,32,128; got {text!r}"
+        )
+    return periods
+
+
+def check_settings(config: TrainConfig) -> None:
+    """Refuse, in one sentence, settings a run cannot train with."""
+    if not 0 <= config.stretch_share <= 1:
+        raise OmniMemError(
+            f"--stretch-share must be between 0 and 1, got {config.stretch_share:g}."
+        )
+    if config.stretch_share > 0 and config.stretch_seconds < config.max_seconds:
+        raise OmniMemError(
+            f"--stretch-seconds ({config.stretch_seconds:g}) must be at least --max-seconds "
+            f"({config.max_seconds:g}): a stretched clip stands for a longer one."
+        )
+
+
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
-    require_at_least_one(args, "--steps", "--batch", "--workers", "--save-every")
+    require_at_least_one(
+        args, "--steps", "--batch", "--workers", "--save-every", "--log-every", "--stretch-seconds"
+    )
     check_device(args.device)
     resume = args.resume is not None
     out = args.resume if resume else args.out
     config = resumed_config(args) if resume else TrainConfig(**given_settings(args))
+    check_settings(config)
     log = train_tiny(out, config, device=args.device, log_file=args.log_file, resume=resume)
     last = log[-1]
     print(f"saved {out} after {last['step']} steps ({last['seconds']:.0f} s);")

@@ -8,6 +8,9 @@ from transformers import PretrainedConfig, Qwen2Config
 
 from omnimem_ref.features import FeatureSpec
 
+# The time features' periods in seconds before they were configurable (the shipped checkpoint's).
+DEFAULT_TIME_PERIODS = (8.0, 32.0, 128.0)
+
 
 class TinyOmniConfig(PretrainedConfig):
     """Configuration of :class:`~omnimem_ref.model.modeling.TinyOmniModel`.
@@ -15,6 +18,14 @@ class TinyOmniConfig(PretrainedConfig):
     ``text_config`` is an ordinary :class:`~transformers.Qwen2Config`, so the language backbone is
     transformers' own ``Qwen2ForCausalLM`` with its real KV cache. ``features`` is the
     :class:`~omnimem_ref.features.FeatureSpec` the model was trained with.
+
+    Every stream token gets an embedding of its time ``t`` in seconds, from the features
+    :func:`~omnimem_ref.model.modeling.time_features` computes: ``sin`` and ``cos`` of
+    ``2πt / P`` for each period ``P`` in ``time_periods``, after the linear ramp
+    ``t / max_seconds`` if ``time_ramp``. The defaults are the features the shipped checkpoint
+    was trained with, so a ``config.json`` written before these keys existed loads unchanged. A
+    ramp grows without bound past ``max_seconds``; a model meant for streams of any length drops
+    it and takes periods up to hours (``docs/training.md``).
     """
 
     model_type = "tinyomni"
@@ -25,18 +36,27 @@ class TinyOmniConfig(PretrainedConfig):
         text_config: Qwen2Config | dict[str, Any] | None = None,
         features: dict[str, Any] | None = None,
         max_seconds: float = 120.0,
+        time_periods: list[float] | None = None,
+        time_ramp: bool = True,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
             text_config = Qwen2Config(**text_config)
         self.text_config = text_config or Qwen2Config()
         self.features = features or FeatureSpec().to_dict()
-        self.max_seconds = max_seconds  # longest clip duration seen in training
+        self.max_seconds = max_seconds  # longest stream time seen in training
+        self.time_periods = [float(p) for p in (time_periods or DEFAULT_TIME_PERIODS)]
+        self.time_ramp = time_ramp
         super().__init__(**kwargs)
 
     @property
     def feature_spec(self) -> FeatureSpec:
         return FeatureSpec(**self.features)
+
+    @property
+    def n_time_features(self) -> int:
+        """Inputs of the time embedding: the ramp (if any), then a sine and a cosine per period."""
+        return int(self.time_ramp) + 2 * len(self.time_periods)
 
 
 def tiny_text_config(vocab_size: int, **overrides: Any) -> Qwen2Config:

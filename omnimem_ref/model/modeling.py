@@ -14,6 +14,7 @@ patch; pitch, loudness and the on-screen colour for an audio token). They only t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from tokenizers import Tokenizer
@@ -21,7 +22,7 @@ from torch import nn
 from transformers import PreTrainedModel, Qwen2ForCausalLM, Qwen2Model
 
 from omnimem_ref.core import AUDIO, MODALITY_NAMES, TEXT, VISUAL
-from omnimem_ref.model.configuration import TinyOmniConfig
+from omnimem_ref.model.configuration import DEFAULT_TIME_PERIODS, TinyOmniConfig
 from omnimem_ref.model.tokenizer import TinyOmniPrompts
 from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
 
@@ -32,12 +33,23 @@ VISUAL_PROBE_CLASSES = {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1}
 AUDIO_PROBE_CLASSES = {"pitch": len(PITCHES) + 1, "loudness": 3, "on_screen": len(COLOURS) + 1}
 
 
-def time_features(seconds: torch.Tensor, max_seconds: float = 120.0) -> torch.Tensor:
-    """(..., ) seconds -> (..., 7): a linear ramp plus sinusoids at 8, 32 and 128 s periods."""
+def time_features(
+    seconds: torch.Tensor,
+    max_seconds: float = 120.0,
+    periods: Sequence[float] = DEFAULT_TIME_PERIODS,
+    ramp: bool = True,
+) -> torch.Tensor:
+    """(...,) seconds t -> (..., F): the ramp t / max_seconds (if ``ramp``), then
+    sin(2πt / P) for each period P, then cos(2πt / P) for each.
+
+    The defaults are the shipped checkpoint's 7 features (ramp, periods 8, 32 and 128 s). The ramp
+    leaves the range training saw as soon as t passes max_seconds (an hour at 120 s: 30); the
+    sinusoids stay in [-1, 1] at any t, and a longest period above twice the longest stream tells
+    every instant of it apart (``docs/training.md``)."""
     t = seconds.float().unsqueeze(-1)
-    periods = torch.tensor([8.0, 32.0, 128.0], device=t.device)
-    angles = 2 * math.pi * t / periods
-    return torch.cat([t / max_seconds, torch.sin(angles), torch.cos(angles)], dim=-1)
+    angles = 2 * math.pi * t / torch.tensor(list(periods), device=t.device)
+    parts = [t / max_seconds] if ramp else []
+    return torch.cat([*parts, torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
 class TokenEncoder(nn.Module):
@@ -72,7 +84,7 @@ class TinyOmniModel(PreTrainedModel):
         self.audio_encoder = TokenEncoder(spec.audio_dim, hidden)
         self.patch_embedding = nn.Embedding(spec.visual_tokens_per_step, hidden)
         self.modality_embedding = nn.Embedding(3, hidden)
-        self.time_embedding = nn.Linear(7, hidden)
+        self.time_embedding = nn.Linear(config.n_time_features, hidden)
         n_visual = sum(VISUAL_PROBE_CLASSES.values())
         n_audio = sum(AUDIO_PROBE_CLASSES.values())
         self.visual_probe = nn.ModuleDict(
@@ -93,7 +105,10 @@ class TinyOmniModel(PreTrainedModel):
 
     def _stream_embedding(self, modality: int, seconds: torch.Tensor) -> torch.Tensor:
         kind = self.modality_embedding.weight[modality]
-        features = time_features(seconds.to(kind.device), self.config.max_seconds)
+        config = self.config
+        features = time_features(
+            seconds.to(kind.device), config.max_seconds, config.time_periods, config.time_ramp
+        )
         when = self.time_embedding(features.to(kind.dtype))
         return kind + when
 

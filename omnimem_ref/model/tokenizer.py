@@ -13,6 +13,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 
 from omnimem_ref.core import PromptFormat
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.world.vocabulary import COLOURS, COUNT_WORDS, PITCHES, SHAPES, THIRDS
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
@@ -102,7 +103,11 @@ def encode(tokenizer: Tokenizer, text: str) -> list[int]:
     """Token ids of ``text``; refuses words outside the vocabulary instead of guessing."""
     unknown = [word for word in text.split() if tokenizer.token_to_id(word) is None]
     if unknown:
-        raise ValueError(f"words outside the model's vocabulary: {unknown}")
+        raise OmniMemError(
+            f"The model does not know the words {' '.join(unknown)!r}: it was trained on another "
+            "world's questions (the shipped TinyOmni knows the classic world's); use a checkpoint "
+            "trained on this data's world, or data generated with --world classic."
+        )
     return tokenizer.encode(text).ids
 
 

@@ -6,10 +6,16 @@ and shape in each patch, and the pitch, loudness and on-screen colour for each a
 
 Clips come from the classic world unless a ``world`` is given (:mod:`omnimem_ref.world.presets`);
 the classic path draws exactly what it always drew, so a seed gives the same batches as before.
+
+A batch can be *stretched* (``stretch_steps``, ``docs/training.md``): its ``n`` steps then stand
+for ``n`` evenly spread steps of a clip ``r`` times longer, and take those steps' times and
+rotary positions, so a model trained on two-minute clips sees the times and the distances of an
+hour. Pixels, sounds, targets and answers stay those of the clip itself.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -54,6 +60,9 @@ class Batch:
     answer_index: torch.Tensor  # (B, Q) index of the true option, IGNORE if no question
     evidence: torch.Tensor  # (B, Q, stream tokens) bool: the tokens each question is about
     families: list[list[str | None]]  # family of each question slot; None for padding
+    # (steps,) the step of a longer clip each step stands for (``stretch_steps``): its times and
+    # positions are that step's. None: step k is step k, as in the streaming session.
+    virtual_steps: torch.Tensor | None = None
 
     def to(self, device: str | torch.device) -> Batch:
         moved = {
@@ -178,3 +187,52 @@ def _question_tensors(
             valid[i, j, : len(opts)] = True
             answer[i, j] = q.options.index(q.answer)
     return ids, last, option_ids, valid, answer
+
+
+def stretch_factor(
+    rng: np.random.Generator, duration: float, share: float, longest: float
+) -> float:
+    """How many times longer a clip of ``duration`` s is made to look: 1 with probability
+    ``1 - share``; otherwise ``r = V / duration`` for a length ``V`` drawn log-uniformly from
+    ``[duration, longest]``, so every octave of lengths up to ``longest`` is seen alike. Draws
+    nothing when ``share`` is 0 (the batch stream is then the unstretched recipe's)."""
+    if share <= 0 or rng.random() >= share:
+        return 1.0
+    low, high = math.log(duration), math.log(max(longest, duration))
+    return math.exp(rng.uniform(low, high)) / duration
+
+
+def stretch_steps(n_steps: int, factor: float) -> torch.Tensor:
+    """(n_steps,) the virtual step each step stands for: ``v_k = floor(r k)``, strictly increasing
+    for ``r >= 1`` (``floor(x + r) >= floor(x) + 1``); ``r = 1`` gives ``v_k = k``."""
+    k = torch.arange(n_steps, dtype=torch.float64)
+    return torch.floor(factor * k).long()
+
+
+def stretched(batch: Batch, factor: float) -> Batch:
+    """``batch`` standing for a clip ``factor`` times longer (unchanged if ``factor`` is 1)."""
+    if factor == 1.0:
+        return batch
+    return replace(batch, virtual_steps=stretch_steps(batch.patches.shape[1], factor))
+
+
+def times_of_steps(spec: FeatureSpec, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The times of steps ``v`` (any steps, not only a range), as
+    :mod:`omnimem_ref.streaming.stream` gives them: frames at ``(v + 1/2) s`` and audio token
+    ``j`` at ``v s + (j + 1/2) w`` (``s`` the step, ``w = s / A`` an audio window), shapes
+    (n,) and (n, A)."""
+    a = spec.audio_tokens_per_step
+    window = spec.step_seconds / a
+    frames = (steps + 0.5) * spec.step_seconds
+    inside = (torch.arange(a, device=steps.device) + 0.5) * window
+    audio = (steps * spec.step_seconds).unsqueeze(1) + inside
+    return frames, audio
+
+
+def positions_of_steps(spec: FeatureSpec, first: int, steps: torch.Tensor) -> torch.Tensor:
+    """(n * T,) rotary positions of the tokens of steps ``v`` in a stream whose step 0 starts at
+    ``first``: ``first + v T + i`` for the ``i``-th of a step's ``T`` tokens, as a streaming
+    session that never evicted numbers them (a step's tokens stay neighbours)."""
+    per_step = spec.tokens_per_step
+    inside = torch.arange(per_step, device=steps.device)
+    return (first + steps.unsqueeze(1) * per_step + inside).flatten()

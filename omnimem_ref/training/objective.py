@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from omnimem_ref.model.modeling import AUDIO_PROBE_CLASSES, VISUAL_PROBE_CLASSES, TinyOmniModel
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.streaming.stream import StreamInputs
-from omnimem_ref.training.batches import IGNORE, Batch
+from omnimem_ref.training.batches import IGNORE, Batch, positions_of_steps, times_of_steps
 from omnimem_ref.training.evidence import evidence_loss, question_attention
 from omnimem_ref.training.sequence import forward_sequence
 
@@ -37,12 +37,25 @@ def prompt_ids(tokenizer: Tokenizer, device: torch.device | str) -> torch.Tensor
 
 
 def stream_embeddings(model: TinyOmniModel, batch: Batch) -> tuple[torch.Tensor, ...]:
-    """Encoder outputs for the batch and the interleaved stream: (visual, audio, stream)."""
+    """Encoder outputs for the batch and the interleaved stream: (visual, audio, stream).
+    Each token is embedded at its step's time, or its virtual step's in a stretched batch."""
     spec = model.config.feature_spec
-    timeline = StreamInputs(batch.patches[0], batch.audio[0], spec)
-    visual = model.encode_visual(batch.patches, timeline.frame_seconds())
-    audio = model.encode_audio(batch.audio, timeline.audio_seconds())
+    if batch.virtual_steps is None:
+        timeline = StreamInputs(batch.patches[0], batch.audio[0], spec)
+        frame_seconds, audio_seconds = timeline.frame_seconds(), timeline.audio_seconds()
+    else:
+        frame_seconds, audio_seconds = times_of_steps(spec, batch.virtual_steps)
+    visual = model.encode_visual(batch.patches, frame_seconds)
+    audio = model.encode_audio(batch.audio, audio_seconds)
     return visual, audio, model.interleave(visual, audio)
+
+
+def stream_positions(model: TinyOmniModel, batch: Batch, prefix: int) -> torch.Tensor | None:
+    """The stream's rotary positions in a stretched batch (its virtual steps'), after a prompt of
+    ``prefix`` tokens; None for the plain numbering (``SequenceLayout``'s default)."""
+    if batch.virtual_steps is None:
+        return None
+    return positions_of_steps(model.config.feature_spec, prefix, batch.virtual_steps)
 
 
 def question_ends(layout, batch: Batch) -> torch.Tensor:
@@ -115,7 +128,12 @@ def compute_loss(
     visual, audio, stream = stream_embeddings(model, batch)
     layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
     hidden, layout = forward_sequence(
-        model, prefix, stream, batch.question_ids, layer_inputs=layer_inputs
+        model,
+        prefix,
+        stream,
+        batch.question_ids,
+        layer_inputs=layer_inputs,
+        stream_positions=stream_positions(model, batch, len(prefix)),
     )
     logits = option_logits(model, hidden, layout, batch)
     answer_loss = F.cross_entropy(

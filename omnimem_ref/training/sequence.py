@@ -5,6 +5,10 @@ the stream and itself, never the other questions, and its positions start where 
 exactly as if it were the only question asked after streaming. So one pass trains several
 questions, and the logits equal the streaming session's (tested in ``tests/test_streaming.py``).
 
+The stream's rotary positions follow the prompt's one by one, unless ``stream_positions`` says
+otherwise (a stretched batch, :func:`~omnimem_ref.training.batches.stretched`): the questions
+then start right after the last of them, as they would after that stream.
+
 ``stream_visible`` lets a caller hide stream tokens from later queries: the two-pass trick that
 makes budget-aware fine-tuning see the same memory the streaming session would have kept.
 """
@@ -25,14 +29,21 @@ class SequenceLayout:
     stream: int
     n_questions: int
     question_length: int
+    stream_positions: torch.Tensor | None = None  # (stream,); None: prefix, prefix + 1, ...
 
     @property
     def total(self) -> int:
         return self.prefix + self.stream + self.n_questions * self.question_length
 
     def positions(self) -> torch.Tensor:
-        context = torch.arange(self.prefix + self.stream)
-        question = self.prefix + self.stream + torch.arange(self.question_length)
+        """(total,) rotary positions: the prompt's from 0, the stream's, then each question's
+        from one past the stream's last (all questions alike, as each is asked alone)."""
+        if self.stream_positions is None:
+            context = torch.arange(self.prefix + self.stream)
+        else:
+            prompt = torch.arange(self.prefix, device=self.stream_positions.device)
+            context = torch.cat([prompt, self.stream_positions])
+        question = context[-1] + 1 + torch.arange(self.question_length, device=context.device)
         return torch.cat([context, question.repeat(self.n_questions)])
 
     def visibility(self) -> torch.Tensor:
@@ -52,6 +63,7 @@ def forward_sequence(
     question_ids: torch.Tensor,
     visible: torch.Tensor | None = None,
     layer_inputs: list[torch.Tensor] | None = None,
+    stream_positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SequenceLayout]:
     """Final hidden states (B, total, hidden) for ``[prefix | stream | questions]``.
 
@@ -59,9 +71,12 @@ def forward_sequence(
     ``visible`` overrides the default visibility: (total, total) or (B, total, total) for all
     layers, or (layers, B, total, total) for a different mask in each layer. A list passed as
     ``layer_inputs`` receives each layer's input hidden states (for evidence supervision).
+    ``stream_positions`` (S,) overrides the stream's rotary positions (module docstring).
     """
     b, n_q, q_len = question_ids.shape
-    layout = SequenceLayout(len(prefix_ids), stream_embeddings.shape[1], n_q, q_len)
+    layout = SequenceLayout(
+        len(prefix_ids), stream_embeddings.shape[1], n_q, q_len, stream_positions
+    )
     prefix = model.embed_text(prefix_ids).unsqueeze(0).expand(b, -1, -1)
     questions = model.embed_text(question_ids.flatten(1))
     embeddings = torch.cat([prefix, stream_embeddings, questions], dim=1)

@@ -12,6 +12,14 @@ last, the answers stayed near chance for the first thousand steps (a 1,200-step 
 52% on held-out clips); with it, the same model reaches 100% on training streams within 4,000
 steps (``results/train_tiny_gpu.log.jsonl``).
 
+Worlds and long streams. ``world`` picks the preset clips and questions come from (``classic``,
+the default and the shipped checkpoint's, or ``hard``; ``docs/world.md``); the accuracy log has
+one entry per family that world asks. ``stretch_share`` of the batches stand for clips up to
+``stretch_seconds`` long (``batches.stretched``), and ``time_periods`` / ``time_ramp`` choose the
+time features, so a model trained on two-minute clips can answer over an hour (``docs/training.md``
+says why and how). Every one of these is part of the ``TrainConfig`` that ``training.json`` keeps,
+so resuming with a different one is refused like any other setting.
+
 Resuming. A long CPU run can be split into several sittings. Every ``checkpoint_every`` steps
 (``--save-every``) the output folder ``DIR`` is rewritten as a whole, and holds all it takes to
 continue exactly where it stopped::
@@ -54,12 +62,16 @@ from tqdm.auto import tqdm
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.checkpoint import load_model
-from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
+from omnimem_ref.model.configuration import (
+    DEFAULT_TIME_PERIODS,
+    TinyOmniConfig,
+    tiny_text_config,
+)
 from omnimem_ref.model.modeling import TinyOmniModel
-from omnimem_ref.model.tokenizer import build_tokenizer
-from omnimem_ref.training.batches import Batch, make_batch
+from omnimem_ref.model.tokenizer import build_tokenizer, prompt_length
+from omnimem_ref.training.batches import Batch, make_batch, stretch_factor, stretched
 from omnimem_ref.training.objective import LossReport, compute_loss
-from omnimem_ref.world import FAMILIES
+from omnimem_ref.world.presets import preset
 
 RESUME_FOLDER = "resume"
 TRAINER_FILE = "trainer.pt"
@@ -70,6 +82,10 @@ FREE_ON_RESUME = ("checkpoint_every",)
 
 @dataclass
 class TrainConfig:
+    """A training run's settings. The defaults are the shipped checkpoint's recipe (classic world,
+    nothing stretched, the original time features); ``scripts/train_on_gpu.sh`` holds the
+    hard-world, long-stream recipe (``docs/training.md``)."""
+
     steps: int = 6000
     seed: int = 0
     learning_rate: float = 2e-3
@@ -83,6 +99,26 @@ class TrainConfig:
     workers: int = 1  # background processes rendering batches
     log_every: int = 25
     checkpoint_every: int = 250  # saves what resuming needs too (module docstring)
+    world: str = "classic"  # the preset clips and questions are drawn from (world/presets.py)
+    # Long streams (docs/training.md): this share of batches stands for clips up to
+    # ``stretch_seconds`` long (training/batches.py, ``stretched``)...
+    stretch_share: float = 0.0
+    stretch_seconds: float = 3600.0
+    # ...and the model's time features (model/modeling.py, ``time_features``).
+    time_periods: tuple[float, ...] = DEFAULT_TIME_PERIODS
+    time_ramp: bool = True
+
+    def __post_init__(self) -> None:
+        # training.json stores the periods as a JSON list; a tuple compares equal on resume.
+        self.time_periods = tuple(float(p) for p in self.time_periods)
+
+    @property
+    def longest_seconds(self) -> float:
+        """The latest stream time training shows the model (stretched batches included): the
+        ``max_seconds`` its model config records."""
+        if self.stretch_share > 0:
+            return max(self.max_seconds, self.stretch_seconds)
+        return self.max_seconds
 
 
 def duration_for_step(config: TrainConfig, step: int, rng: np.random.Generator) -> float:
@@ -159,11 +195,13 @@ class SyntheticBatches(IterableDataset):
         rng = np.random.default_rng()
         rng.bit_generator.state = self.position.rng_states[first % n_workers]
         tokenizer = build_tokenizer()
-        for step in range(first, self.config.steps, n_workers):
-            duration = duration_for_step(self.config, step, rng)
-            size = batch_size_for(self.config, duration)
-            batch = make_batch(rng, tokenizer, self.spec, size, duration)
-            yield StreamItem(step, batch, rng.bit_generator.state)
+        config, world = self.config, preset(self.config.world)
+        for step in range(first, config.steps, n_workers):
+            duration = duration_for_step(config, step, rng)
+            size = batch_size_for(config, duration)
+            batch = make_batch(rng, tokenizer, self.spec, size, duration, world=world)
+            factor = stretch_factor(rng, duration, config.stretch_share, config.stretch_seconds)
+            yield StreamItem(step, stretched(batch, factor), rng.bit_generator.state)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -174,13 +212,31 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def new_model(seed: int, max_seconds: float) -> TinyOmniModel:
-    torch.manual_seed(seed)
+def position_range(config: TrainConfig, spec: FeatureSpec, prompt: int) -> int:
+    """The rotary positions training reaches, rounded up to a power of two and at least the
+    shipped 4,096: the prompt, the longest stream's tokens (18 a step), and a question (at most
+    64 tokens). An hour is 32,768 (docs/training.md)."""
+    needed = prompt + spec.tokens_per_step * spec.n_steps(config.longest_seconds) + 64
+    return max(4096, 1 << (needed - 1).bit_length())
+
+
+def new_model(config: TrainConfig) -> TinyOmniModel:
+    """A freshly initialised TinyOmni (seeded by ``config.seed``) with ``config``'s time
+    features, ``max_seconds`` the latest stream time it will be trained on and
+    ``max_position_embeddings`` the positions that reaches (for the reader: plain RoPE computes
+    any position, and transformers reads this number only to rescale RoPE, which TinyOmni
+    does not)."""
+    torch.manual_seed(config.seed)
     tokenizer = build_tokenizer()
-    config = TinyOmniConfig(
-        text_config=tiny_text_config(tokenizer.get_vocab_size()), max_seconds=max_seconds
+    prompt = prompt_length(tokenizer)
+    positions = position_range(config, FeatureSpec(), prompt)
+    model_config = TinyOmniConfig(
+        text_config=tiny_text_config(tokenizer.get_vocab_size(), max_position_embeddings=positions),
+        max_seconds=config.longest_seconds,
+        time_periods=list(config.time_periods),
+        time_ramp=config.time_ramp,
     )
-    return TinyOmniModel(config)
+    return TinyOmniModel(model_config)
 
 
 @dataclass
@@ -200,8 +256,14 @@ class Run:
         return self.position.next_step
 
 
-def empty_window() -> dict[str, list[bool]]:
-    return {f: [] for f in FAMILIES}
+def families(config: TrainConfig) -> tuple[str, ...]:
+    """The question families ``config``'s world asks (classic: the four; hard: all six)."""
+    return preset(config.world).families
+
+
+def empty_window(config: TrainConfig) -> dict[str, list[bool]]:
+    """An empty accuracy window: one list of hits and misses per family the world asks."""
+    return {f: [] for f in families(config)}
 
 
 def make_optimizer(model: TinyOmniModel, config: TrainConfig, device: str) -> torch.optim.AdamW:
@@ -217,10 +279,11 @@ def new_run(out_dir: Path, config: TrainConfig, device: str) -> Run:
             f"{out_dir} holds an unfinished run; continue it with --resume {out_dir}, "
             "or delete it or choose another --out to start afresh."
         )
-    model = new_model(config.seed, config.max_seconds)
+    preset(config.world)  # refuse an unknown world before any work
+    model = new_model(config)
     optimizer = make_optimizer(model, config, device)
     start = StreamPosition.start(config)
-    return Run(config, model, optimizer, start, empty_window(), [], time.time())
+    return Run(config, model, optimizer, start, empty_window(config), [], time.time())
 
 
 def train_tiny(
@@ -263,9 +326,9 @@ def train_tiny(
         if run.step % config.log_every == 0 or run.step == config.steps:
             entry = log_entry(run, batch, report)
             run.log.append(entry)
-            run.window = empty_window()
+            run.window = empty_window(config)
             bar.set_postfix(
-                loss=entry["answer_loss"], **{f[:4]: entry["accuracy"][f] for f in FAMILIES}
+                loss=entry["answer_loss"], **{f[:4]: a for f, a in entry["accuracy"].items()}
             )
             if log_file is not None:
                 with open(log_file, "a") as f:
@@ -349,7 +412,8 @@ def saved_run(out_dir: str | Path) -> SavedRun:
     recover_checkpoint(out_dir)
     try:
         saved = json.loads((out_dir / "training.json").read_text())
-        return SavedRun(TrainConfig(**saved["train_config"]), int(saved["step"]), saved["log"])
+        config = TrainConfig(**saved["train_config"])  # keys it lacks: the defaults of then
+        return SavedRun(config, int(saved["step"]), saved["log"])
     except (OSError, ValueError, KeyError, TypeError):
         raise OmniMemError(
             f"{out_dir} holds no training run to resume (no training.json with a step, as "
