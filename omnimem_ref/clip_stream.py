@@ -32,19 +32,14 @@ from omnimem_ref.media import (
     check_long_enough,
     warn_no_audio,
 )
-from omnimem_ref.streaming.stream import (
-    StreamInputs,
-    audio_seconds,
-    encode_steps,
-    frame_seconds,
-)
+from omnimem_ref.streaming.stream import StreamInputs, TinyOmniSteps, encode_steps
 
 # Frames decoded per read: up to 16 steps (32 s of video), and at most 32 MiB of them.
 FRAME_BLOCK_STEPS = 16
 FRAME_BLOCK_BYTES = 32 << 20
 
 
-class ClipStream:
+class ClipStream(TinyOmniSteps):
     """TinyOmni's :class:`~omnimem_ref.streaming.stream.Stream` over a clip file, read lazily.
 
     Opening it checks the file as :func:`~omnimem_ref.media.load_clip` does (missing, empty, not a
@@ -72,29 +67,8 @@ class ClipStream:
         return self.spec.n_steps(self.clip_seconds)
 
     @property
-    def step_seconds(self) -> float:
-        return self.spec.step_seconds
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.spec.tokens_per_step
-
-    @property
-    def duration(self) -> float:
-        """Seconds streamed: whole steps only, as ``StreamInputs.duration``."""
-        return self.n_steps * self.spec.step_seconds
-
-    @property
     def has_audio(self) -> bool:
         return self._audio.has_audio
-
-    def frame_seconds(self) -> torch.Tensor:
-        """(steps,) time of each step's frame: the step's midpoint."""
-        return frame_seconds(self.spec, range(self.n_steps))
-
-    def audio_seconds(self) -> torch.Tensor:
-        """(steps, A) time of each audio token: the midpoint of its window."""
-        return audio_seconds(self.spec, range(self.n_steps))
 
     def patches(self, steps: range) -> torch.Tensor:
         """(len(steps), grid*grid, patch_dim): the patches of each step's frame."""

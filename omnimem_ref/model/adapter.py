@@ -19,6 +19,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.files import replace_folder, sibling
 from omnimem_ref.model.modeling import TinyOmniModel
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -65,17 +66,16 @@ def model_fingerprint(model: TinyOmniModel) -> str:
 
 
 def save_adapter(peft_model: PeftModel, out_dir: str | Path, info: dict) -> None:
-    """peft's ``save_pretrained`` into a temporary folder, then a rename: never half-written."""
+    """peft's ``save_pretrained`` into a temporary folder, then swapped in: never half-written."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = sibling(out_dir, ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for config in peft_model.peft_config.values():  # a folder name, not this machine's path
         config.base_model_name_or_path = Path(str(config.base_model_name_or_path)).name
     peft_model.save_pretrained(str(tmp), save_embedding_layers=False)  # only LoRA weights
     (tmp / ADAPTER_INFO).write_text(json.dumps(info, indent=1))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    replace_folder(tmp, out_dir)
 
 
 def load_adapter(model: TinyOmniModel, adapter_dir: str | Path) -> TinyOmniModel:

@@ -35,8 +35,42 @@ class Stream(Protocol):
         ...
 
 
+class TinyOmniSteps:
+    """What a TinyOmni stream derives from its feature spec and its number of steps: step length,
+    tokens per step, seconds streamed, and the time of every frame and audio token. Shared by
+    :class:`StreamInputs` (every step's inputs in memory) and
+    :class:`~omnimem_ref.clip_stream.ClipStream` (decoded from the file a chunk at a time)."""
+
+    spec: FeatureSpec
+
+    @property
+    def n_steps(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def step_seconds(self) -> float:
+        return self.spec.step_seconds
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.spec.tokens_per_step
+
+    @property
+    def duration(self) -> float:
+        """Seconds streamed: whole steps only."""
+        return self.n_steps * self.spec.step_seconds
+
+    def frame_seconds(self) -> torch.Tensor:
+        """(steps,) time of each step's frame: the step's midpoint."""
+        return frame_seconds(self.spec, range(self.n_steps))
+
+    def audio_seconds(self) -> torch.Tensor:
+        """(steps, A) time of each audio token: the midpoint of its window."""
+        return audio_seconds(self.spec, range(self.n_steps))
+
+
 @dataclass
-class StreamInputs:
+class StreamInputs(TinyOmniSteps):
     """Encoder inputs for every step of a clip.
 
     ``patches``: (steps, grid*grid, patch_dim); ``audio``: (steps, audio_tokens_per_step,
@@ -51,26 +85,6 @@ class StreamInputs:
     @property
     def n_steps(self) -> int:
         return int(self.patches.shape[0])
-
-    @property
-    def step_seconds(self) -> float:
-        return self.spec.step_seconds
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.spec.tokens_per_step
-
-    @property
-    def duration(self) -> float:
-        return self.n_steps * self.spec.step_seconds
-
-    def frame_seconds(self) -> torch.Tensor:
-        """(steps,) time of each step's frame: the step's midpoint."""
-        return frame_seconds(self.spec, range(self.n_steps))
-
-    def audio_seconds(self) -> torch.Tensor:
-        """(steps, A) time of each audio token: the midpoint of its window."""
-        return audio_seconds(self.spec, range(self.n_steps))
 
     @staticmethod
     def from_arrays(frames: np.ndarray, waveform: np.ndarray, spec: FeatureSpec) -> StreamInputs:

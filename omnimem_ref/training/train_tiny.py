@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -61,6 +60,7 @@ from tqdm.auto import tqdm
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
+from omnimem_ref.files import recover_folder, replace_folder, sibling
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.model.configuration import (
     DEFAULT_TIME_PERIODS,
@@ -406,10 +406,10 @@ class SavedRun:
 
 
 def saved_run(out_dir: str | Path) -> SavedRun:
-    """The run saved in ``out_dir`` (first putting back a checkpoint that a cut ``swap_in``
+    """The run saved in ``out_dir`` (first putting back a checkpoint that a cut ``replace_folder``
     left aside), refusing, in one sentence, a folder that holds none."""
     out_dir = Path(out_dir)
-    recover_checkpoint(out_dir)
+    recover_folder(out_dir)
     try:
         saved = json.loads((out_dir / "training.json").read_text())
         config = TrainConfig(**saved["train_config"])  # keys it lacks: the defaults of then
@@ -500,40 +500,7 @@ def save_checkpoint(
     (tmp / "training.json").write_text(json.dumps(extra, indent=1))
     if also_write is not None:
         also_write(tmp)
-    flush_to_disk(tmp)
-    swap_in(tmp, out_dir)
-
-
-def sibling(folder: Path, suffix: str) -> Path:
-    return folder.with_name(folder.name + suffix)
-
-
-def flush_to_disk(folder: Path) -> None:
-    """fsync every file in ``folder``, so that after a power cut the renames that follow cannot
-    have reached the disk before the files' contents did."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-
-
-def swap_in(new: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the whole folder ``new``. One rename cannot replace a folder that
-    is not empty, so the old one steps aside first (to ``.old``): at every moment one of the two
-    names holds a whole checkpoint (``recover_checkpoint`` puts the old one back)."""
-    old = sibling(out_dir, ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(new, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_checkpoint(out_dir: Path) -> None:
-    """Undo a ``swap_in`` cut between its two renames: bring the old checkpoint back."""
-    old = sibling(out_dir, ".old")
-    if not out_dir.exists() and old.is_dir():
-        os.replace(old, out_dir)
+    replace_folder(tmp, out_dir)
 
 
 def track_accuracy(window: dict[str, list[bool]], batch: Batch, correct: torch.Tensor) -> None:
