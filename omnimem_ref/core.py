@@ -143,8 +143,9 @@ class KVMemory:
             layer.values = take_rows_per_head(layer.values, kept.unsqueeze(0))
         self.meta = self.meta.map(lambda x: torch.gather(x, 1, indices))
         self._must_keep = None
+        last_kept = int(indices[:, -1].max())
         for name, store in list(self._per_token.items()):
-            if int(indices[:, -1].max()) >= store.length:
+            if last_kept >= store.length:
                 del self._per_token[name]  # some kept rows were never computed: redo when asked
                 continue
             store.keep(per_layer)
