@@ -18,15 +18,16 @@ import torch
 from omnimem_ref.dataset import load_dataset
 from omnimem_ref.evaluation import group_by_clip, load_stream
 from omnimem_ref.features import FeatureSpec
-from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT, load_model
+from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT, load_model, trained_world
 from omnimem_ref.model.configuration import TinyOmniConfig
 from omnimem_ref.model.modeling import time_features
-from omnimem_ref.model.tokenizer import PROMPT, encode
+from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import audio_seconds, frame_seconds, step_meta
 from omnimem_ref.training.batches import make_batch, stretch_factor, stretch_steps, stretched
 from omnimem_ref.training.objective import stream_embeddings, stream_positions
 from omnimem_ref.training.sequence import forward_sequence
+from omnimem_ref.training.finetune import FinetuneConfig, finetune
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from omnimem_ref.world import HARD
 from tests.cli_runner import run_cli
@@ -159,6 +160,22 @@ def test_train_tiny_trains_the_long_recipe_on_the_hard_world(tmp_path):
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.max_seconds == 3600.0 and not model.config.time_ramp
     assert model.time_embedding.in_features == 12
+    assert trained_world(tmp_path / "ckpt") == "hard"
+
+
+def test_finetuning_draws_from_the_world_its_base_model_learned(tmp_path):
+    """An adapter must learn the base model's task: the shipped checkpoint names no world
+    (classic), and a hard-world fine-tune asks all six families."""
+    assert trained_world(DEFAULT_CHECKPOINT) == "classic"
+    assert trained_world(tmp_path / "no-such-folder") == "classic"
+    model = tiny_model()
+    config = FinetuneConfig(
+        steps=2, clips_per_batch=1, min_seconds=16, max_seconds=20, log_every=1, world="hard"
+    )
+    log = finetune(model, build_tokenizer(), tmp_path / "adapter", config, progress=False)
+    assert list(log[-1]["accuracy"]) == list(HARD.families)
+    saved = json.loads((tmp_path / "adapter" / "omnimem_adapter.json").read_text())
+    assert saved["finetune_config"]["world"] == "hard"
 
 
 def test_train_tiny_refuses_bad_long_stream_options_in_one_sentence(tmp_path, capsys):

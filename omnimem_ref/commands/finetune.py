@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", help="base model folder (default: the shipped TinyOmni)")
+    parser.add_argument(
+        "--world",
+        help="world preset to draw training clips from (default: the one the base model was "
+        "trained on, from its training.json; docs/world.md)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (clips render on the CPU)")
     add_threads_argument(parser)
 
@@ -63,11 +68,14 @@ def run(args: argparse.Namespace) -> None:
     budgets = parse_fractions(args.budgets)
     require_at_least_one(args, "--steps", "--clips", "--rank")
     check_device(args.device)
-    from omnimem_ref.model.checkpoint import load_model  # torch loads slowly: after the checks
+    from omnimem_ref.model.checkpoint import load_model, trained_world  # torch loads slowly
     from omnimem_ref.policies import make_policy
     from omnimem_ref.training.finetune import FinetuneConfig, finetune
+    from omnimem_ref.world.presets import preset
 
     make_policy(args.policy)
+    world = args.world or trained_world(args.checkpoint)
+    preset(world)
     model, tokenizer = load_model(args.checkpoint)
     config = FinetuneConfig(
         policy=args.policy,
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
         alpha=2 * args.rank,
         distill_weight=args.distill,
         seed=args.seed,
+        world=world,
     )
     log = finetune(model, tokenizer, args.out, config, device=args.device)
     print(

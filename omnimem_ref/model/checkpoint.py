@@ -62,3 +62,18 @@ def load_model(
 
         model = load_adapter(model, adapter)
     return model.eval(), tokenizer
+
+
+def trained_world(path: str | Path | None = None) -> str:
+    """The world preset the checkpoint in ``path`` (default: the shipped one) was trained on.
+
+    Read from ``training.json``, which ``train-tiny`` writes beside the weights; a checkpoint
+    without one, or from before worlds had names, was trained on ``classic``. Fine-tuning draws
+    its clips from this world unless told otherwise, so an adapter learns the base model's task.
+    """
+    directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    try:
+        training = json.loads((directory / "training.json").read_text())
+    except (OSError, ValueError):
+        return "classic"
+    return str(training.get("train_config", {}).get("world", "classic"))

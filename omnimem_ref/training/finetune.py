@@ -48,7 +48,7 @@ from omnimem_ref.training.batches import IGNORE, Batch, make_batch
 from omnimem_ref.training.objective import option_logits, prompt_ids, stream_embeddings
 from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
 from omnimem_ref.training.train_tiny import track_accuracy, window_accuracy
-from omnimem_ref.world import FAMILIES
+from omnimem_ref.world.presets import preset
 
 
 @dataclass
@@ -65,6 +65,7 @@ class FinetuneConfig:
     alpha: int = 16
     distill_weight: float = 1.0
     seed: int = 0
+    world: str = "classic"  # the preset clips are drawn from: the base model's (world/presets.py)
     log_every: int = 10
     targets: tuple[str, ...] = LORA_TARGETS
 
@@ -196,6 +197,7 @@ def finetune(
             f"Budget-aware fine-tuning replays memory as one mask per layer, which a head-wise "
             f"policy ({config.policy}) cannot give; fine-tune with its layer-wise form."
         )
+    world = preset(config.world)  # an unknown world fails before any work
     fingerprint = model_fingerprint(model)
     torch.nn.Module.to(model, device)
     torch.manual_seed(config.seed)
@@ -206,12 +208,14 @@ def finetune(
     spec = model.config.feature_spec
     per_step = spec.tokens_per_step
     log: list[dict] = []
-    window: dict[str, list[bool]] = {f: [] for f in FAMILIES}
+    window: dict[str, list[bool]] = {f: [] for f in world.families}
     losses: list[float] = []
     start = time.time()
     for step in tqdm(range(config.steps), disable=not progress, desc="finetune"):
         duration = float(rng.uniform(config.min_seconds, config.max_seconds))
-        batch = make_batch(rng, tokenizer, spec, config.clips_per_batch, duration).to(device)
+        batch = make_batch(
+            rng, tokenizer, spec, config.clips_per_batch, duration, world=world
+        ).to(device)
         fraction = (
             1.0 if rng.random() < config.full_memory_share else float(rng.choice(config.budgets))
         )
@@ -235,7 +239,7 @@ def finetune(
                     "accuracy": window_accuracy(window),
                 }
             )
-            window, losses = {f: [] for f in FAMILIES}, []
+            window, losses = {f: [] for f in world.families}, []
     save_adapter(peft_model, out_dir, {"base_model": fingerprint, **_info(config), "log": log})
     return log
 
