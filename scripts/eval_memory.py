@@ -48,20 +48,28 @@ def main() -> None:
         args.json.write_text(json.dumps({"runs": rows, "ratio": ratio}, indent=2) + "\n")
 
 
-def clip_folder(work: Path, seconds: int) -> Path:
-    """A dataset folder holding one clip of ``seconds`` (made once, then reused)."""
-    folder = work / f"clip_{seconds}s"
+def clip_folder(
+    work: Path, seconds: int, n: int = 1, world: str = "classic", seed: int = 0
+) -> Path:
+    """A dataset folder holding ``n`` clips of ``seconds`` of ``world`` (made once, then reused)."""
+    folder = work / (
+        f"clip_{seconds}s" if (n, world) == (1, "classic") else f"{world}_{seconds}s_{n}"
+    )
     if not (folder / "questions.json").is_file():
         started = time.perf_counter()
-        command = ["generate", "--out", str(folder), "--n", "1", "--seed", "0"]
-        subprocess.run([*OMNIMEM, *command, "--duration", str(seconds), "--overwrite"], check=True)
-        print(f"generated a {seconds}-s clip in {time.perf_counter() - started:.0f} s")
+        command = ["generate", "--out", str(folder), "--n", str(n), "--seed", str(seed)]
+        command += ["--world", world, "--duration", str(seconds), "--overwrite"]
+        subprocess.run([*OMNIMEM, *command], check=True)
+        print(
+            f"generated {n} {world} clip(s) of {seconds} s in {time.perf_counter() - started:.0f} s"
+        )
     return folder
 
 
-def measure_eval(data: Path, policy: str, budget: str) -> dict:
+def measure_eval(data: Path, policy: str, budget: str, checkpoint: Path | None = None) -> dict:
     """Run ``omnimem eval`` on ``data`` in a fresh process: its peak RSS and wall time."""
     command = [*OMNIMEM, "eval", "--data", str(data), "--policy", policy, "--budget", budget]
+    command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     child = subprocess.Popen([*command, "--json"], stdout=subprocess.PIPE, text=True, env=env)
@@ -79,6 +87,8 @@ def measure_eval(data: Path, policy: str, budget: str) -> dict:
         "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
         "wall_seconds": round(wall, 1),
         "accuracy": summary["accuracy"],
+        "n": summary["n"],
+        "by_family": summary["by_family"],
         "peak_kv_tokens": summary["peak_kv_tokens"],
     }
 
