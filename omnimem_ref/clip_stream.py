@@ -112,7 +112,8 @@ class ClipStream(TinyOmniSteps):
         )
 
 
-def frames_per_read(info: VideoInfo) -> int:
-    """Steps whose frames one read decodes: ``FRAME_BLOCK_STEPS``, fewer for large frames."""
-    frame_bytes = 3 * info.width * info.height
-    return max(1, min(FRAME_BLOCK_STEPS, FRAME_BLOCK_BYTES // frame_bytes))
+def frames_per_read(info: VideoInfo, frames_per_step: int = 1) -> int:
+    """Steps whose frames (``frames_per_step`` each) one read decodes: ``FRAME_BLOCK_STEPS``,
+    fewer for large frames."""
+    step_bytes = 3 * info.width * info.height * frames_per_step
+    return max(1, min(FRAME_BLOCK_STEPS, FRAME_BLOCK_BYTES // step_bytes))

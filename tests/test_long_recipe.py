@@ -25,9 +25,9 @@ from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import audio_seconds, frame_seconds, step_meta
 from omnimem_ref.training.batches import make_batch, stretch_factor, stretch_steps, stretched
+from omnimem_ref.training.finetune import FinetuneConfig, finetune
 from omnimem_ref.training.objective import stream_embeddings, stream_positions
 from omnimem_ref.training.sequence import forward_sequence
-from omnimem_ref.training.finetune import FinetuneConfig, finetune
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from omnimem_ref.world import HARD
 from tests.cli_runner import run_cli

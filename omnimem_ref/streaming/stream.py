@@ -4,8 +4,9 @@
 TinyOmni's, with every step's inputs computed up front (training, tests, notebooks);
 :class:`~omnimem_ref.clip_stream.ClipStream` is TinyOmni's read from a file a chunk at a time
 (what ``omnimem eval``, ``demo`` and ``bench`` stream, so memory does not grow with the clip).
-Both turn a chunk's inputs into tokens with :func:`encode_steps`. Qwen2.5-Omni's stream is
-:class:`omnimem_ref.model.qwen_omni.ThinkerStream`.
+Both turn a chunk's inputs into tokens with :func:`encode_steps`. Qwen2.5-Omni's streams are
+:class:`omnimem_ref.model.qwen_omni.ThinkerStream` (in memory) and
+:class:`~omnimem_ref.model.qwen_omni.clip_stream.ThinkerClipStream` (read a chunk at a time).
 """
 
 from __future__ import annotations

@@ -213,9 +213,9 @@ def finetune(
     start = time.time()
     for step in tqdm(range(config.steps), disable=not progress, desc="finetune"):
         duration = float(rng.uniform(config.min_seconds, config.max_seconds))
-        batch = make_batch(
-            rng, tokenizer, spec, config.clips_per_batch, duration, world=world
-        ).to(device)
+        batch = make_batch(rng, tokenizer, spec, config.clips_per_batch, duration, world=world).to(
+            device
+        )
         fraction = (
             1.0 if rng.random() < config.full_memory_share else float(rng.choice(config.budgets))
         )

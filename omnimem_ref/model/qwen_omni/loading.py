@@ -11,24 +11,15 @@ Qwen2.5-Omni's published video defaults (128 to 768 merged tokens' worth of pixe
 from __future__ import annotations
 
 import json
-import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from omnimem_ref.errors import OmniMemError
-from omnimem_ref.media import NoAudioWarning, probe_video, read_audio, read_frames
-from omnimem_ref.model.qwen_omni.inputs import (
-    SAMPLE_RATE,
-    STEP_SECONDS,
-    ThinkerStream,
-    VisionSettings,
-    frame_times,
-)
+from omnimem_ref.model.qwen_omni.clip_stream import ThinkerClipStream
+from omnimem_ref.model.qwen_omni.inputs import VisionSettings
 from omnimem_ref.model.qwen_omni.model import QwenOmniThinker
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -103,24 +94,11 @@ def pixel_range(path: Path) -> dict[str, int]:
     return {key: int(value) for key, value in found.items() if value is not None}
 
 
-def read_thinker_stream(model: QwenOmniThinker, video: str | os.PathLike[str]) -> ThinkerStream:
-    """A clip file as the thinker's stream: frames at 2 per second, audio at 16 kHz (silence,
-    with a warning, for a clip without an audio track); cut to whole 2-second steps."""
-    info = probe_video(video)
-    n_steps = math.floor(info.duration / STEP_SECONDS)
-    if n_steps == 0:
-        raise OmniMemError(
-            f"{video} lasts {info.duration:.2f} s, shorter than one {STEP_SECONDS:g}-second "
-            "chunk; use a longer clip."
-        )
-    frames = read_frames(video, frame_times(n_steps))
-    waveform = read_audio(video, SAMPLE_RATE)
-    if waveform is None:
-        warnings.warn(
-            f"{video} has no audio track: it is streamed with silence.",
-            NoAudioWarning,
-            stacklevel=2,
-        )
-        waveform = np.zeros(int(n_steps * STEP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+def read_thinker_stream(model: QwenOmniThinker, video: str | os.PathLike[str]) -> ThinkerClipStream:
+    """A clip file as the thinker's stream, read a chunk at a time as it is streamed: frames at
+    2 per second, audio at 16 kHz (silence, with a warning, for a clip without an audio track);
+    cut to whole 2-second steps. For every step's inputs at once, use
+    ``ThinkerStream.from_arrays`` on :func:`~omnimem_ref.media.read_frames` and
+    :func:`~omnimem_ref.media.read_audio`."""
     n_mels = model.config.audio_config.num_mel_bins
-    return ThinkerStream.from_arrays(frames, waveform, model.vision, n_mels)
+    return ThinkerClipStream(video, model.vision, n_mels)

@@ -31,7 +31,7 @@ from transformers import (
     Qwen2_5OmniThinkerForConditionalGeneration,
 )
 
-from omnimem_ref.model.qwen_omni.inputs import ThinkerStream
+from omnimem_ref.model.qwen_omni.inputs import ThinkerSteps
 from omnimem_ref.model.qwen_omni.model import (
     AUDIO_BOS,
     AUDIO_EOS,
@@ -136,24 +136,25 @@ def thinker_config(
 
 
 def whole_clip_inputs(
-    model: QwenOmniThinker, stream: ThinkerStream, question_ids: Sequence[int]
+    model: QwenOmniThinker, stream: ThinkerSteps, question_ids: Sequence[int]
 ) -> dict[str, Any]:
     """The stock thinker's inputs for [prompt | clip with its audio | question]: placeholder
     tokens for video and audio, 2-s step by 2-s step, exactly what the Qwen2.5-Omni processor
-    would write (``use_audio_in_video``); ``thinker(**inputs)`` runs the whole clip at once."""
+    would write (``use_audio_in_video``); ``thinker(**inputs)`` runs the whole clip at once.
+    ``stream``: in memory or read from a file (then every step is read now)."""
     prompts = model.prompt_format(model.tokenizer)
     ids = model.tokenizer.convert_tokens_to_ids
     step = [ids(VIDEO)] * stream.visual_tokens_per_step
     step += [ids(AUDIO)] * stream.audio_tokens_per_step
     input_ids = torch.tensor([prompts.prompt_ids() + step * stream.n_steps + list(question_ids)])
-    pairs = stream.pixels.shape[0]
+    pixels, mel = stream.step_inputs(range(stream.n_steps))
     return dict(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
-        pixel_values_videos=stream.pixels.flatten(0, 1),
-        video_grid_thw=torch.tensor([[pairs, *stream.grid]]),
-        input_features=stream.mel.unsqueeze(0),
-        feature_attention_mask=torch.ones(1, stream.mel.shape[1], dtype=torch.long),
+        pixel_values_videos=pixels.flatten(0, 1),
+        video_grid_thw=torch.tensor([[len(pixels), *stream.grid]]),
+        input_features=mel.unsqueeze(0),
+        feature_attention_mask=torch.ones(1, mel.shape[1], dtype=torch.long),
         use_audio_in_video=True,
         video_second_per_grid=torch.tensor([stream.seconds_per_pair]),
     )
