@@ -57,6 +57,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
@@ -495,6 +496,7 @@ def save_checkpoint(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling(out_dir, ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    hf_logging.disable_progress_bar()  # a 4 MB model needs no "Writing model shards" bar
     model.save_pretrained(tmp)
     build_tokenizer().save(str(tmp / "tokenizer.json"))
     (tmp / "training.json").write_text(json.dumps(extra, indent=1))
