@@ -261,7 +261,8 @@ class KVMemory:
 # implementations.
 #
 # A model supplies: ``.backbone`` (below), ``.device``, ``.config.text_config.num_hidden_layers``,
-# ``prompt_format(tokenizer)`` (a :class:`PromptFormat`), ``embed_text(ids)`` -> (n, hidden),
+# ``prompt_format(tokenizer)`` (a :class:`PromptFormat`), ``embed_text(ids, seconds=None)`` ->
+# (n, hidden) (``seconds``: the stream time the text is asked at),
 # ``answer_logits(hidden)`` -> vocabulary logits and, where text is not numbered 1, 2, 3, … by
 # plain RoPE, ``text_positions(ids, start)`` -> (rows, n) (default :func:`plain_text_positions`);
 # for compacted positions (``streaming.compaction``), ``time_rows(modality)`` -> which rotary rows

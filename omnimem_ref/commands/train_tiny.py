@@ -49,6 +49,9 @@ OPTIONS = {
     "--stretch-seconds": "stretch_seconds",
     "--time-periods": "time_periods",
     "--time-ramp": "time_ramp",
+    "--time-log": "time_log",
+    "--question-time": "question_time",
+    "--count-onsets": "count_onsets",
 }
 
 
@@ -148,6 +151,23 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         action=argparse.BooleanOptionalAction,
         help="give the time features the ramp t / longest time (default: yes; it grows without "
         "bound past the longest time trained on)",
+    )
+    group.add_argument(
+        "--time-log",
+        action=argparse.BooleanOptionalAction,
+        help="add the log time log(1 + t) / log(1 + longest time) to the time features (default: "
+        "no; it makes 'which third of the clip' one threshold for clips of every length)",
+    )
+    group.add_argument(
+        "--question-time",
+        action=argparse.BooleanOptionalAction,
+        help="give questions the time features of the moment they are asked (default: no)",
+    )
+    group.add_argument(
+        "--count-onsets",
+        action=argparse.BooleanOptionalAction,
+        help="supervise counting questions' attention towards each instance's first step and "
+        "the question's first word (default: no; docs/training.md)",
     )
 
 

@@ -38,6 +38,8 @@ class TinyOmniConfig(PretrainedConfig):
         max_seconds: float = 120.0,
         time_periods: list[float] | None = None,
         time_ramp: bool = True,
+        time_log: bool = False,
+        question_time: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
@@ -47,6 +49,8 @@ class TinyOmniConfig(PretrainedConfig):
         self.max_seconds = max_seconds  # longest stream time seen in training
         self.time_periods = [float(p) for p in (time_periods or DEFAULT_TIME_PERIODS)]
         self.time_ramp = time_ramp
+        self.time_log = time_log  # add log(1 + t) / log(1 + max_seconds): bounded, monotone
+        self.question_time = question_time  # questions carry the time they are asked at
         super().__init__(**kwargs)
 
     @property
@@ -55,8 +59,9 @@ class TinyOmniConfig(PretrainedConfig):
 
     @property
     def n_time_features(self) -> int:
-        """Inputs of the time embedding: the ramp (if any), then a sine and a cosine per period."""
-        return int(self.time_ramp) + 2 * len(self.time_periods)
+        """Inputs of the time embedding: the ramp (if any), the log time (if any), then a sine and
+        a cosine per period."""
+        return int(self.time_ramp) + int(self.time_log) + 2 * len(self.time_periods)
 
 
 def tiny_text_config(vocab_size: int, **overrides: Any) -> Qwen2Config:

@@ -38,17 +38,23 @@ def time_features(
     max_seconds: float = 120.0,
     periods: Sequence[float] = DEFAULT_TIME_PERIODS,
     ramp: bool = True,
+    log: bool = False,
 ) -> torch.Tensor:
-    """(...,) seconds t -> (..., F): the ramp t / max_seconds (if ``ramp``), then
-    sin(2πt / P) for each period P, then cos(2πt / P) for each.
+    """(...,) seconds t -> (..., F): the ramp t / max_seconds (if ``ramp``), the log time
+    log(1 + t) / log(1 + max_seconds) (if ``log``), then sin(2πt / P) for each period P, then
+    cos(2πt / P) for each.
 
     The defaults are the shipped checkpoint's 7 features (ramp, periods 8, 32 and 128 s). The ramp
     leaves the range training saw as soon as t passes max_seconds (an hour at 120 s: 30); the
     sinusoids stay in [-1, 1] at any t, and a longest period above twice the longest stream tells
-    every instant of it apart (``docs/training.md``)."""
+    every instant of it apart. The log time is monotone like the ramp but stays within [0, 1]
+    up to max_seconds, and makes *where in the clip* a difference: t lies in the first third of a
+    clip asked about at time T when log t - log T < log(1/3), a threshold the model can learn
+    once for clips of every length (``docs/training.md``)."""
     t = seconds.float().unsqueeze(-1)
     angles = 2 * math.pi * t / torch.tensor(list(periods), device=t.device)
     parts = [t / max_seconds] if ramp else []
+    parts += [torch.log1p(t.clamp(min=0)) / math.log1p(max_seconds)] if log else []
     return torch.cat([*parts, torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
@@ -100,17 +106,29 @@ class TinyOmniModel(PreTrainedModel):
         """The decoder stack whose KV cache is compressed."""
         return self.language_model.model
 
-    def embed_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        return self.language_model.get_input_embeddings()(token_ids)
+    def embed_text(self, token_ids: torch.Tensor, seconds: float | None = None) -> torch.Tensor:
+        """Word embeddings of ``token_ids``; with ``config.question_time``, text asked at stream
+        time ``seconds`` also carries that time (as stream tokens carry theirs), so a question
+        knows how long the clip has been without looking for its last tokens."""
+        words = self.language_model.get_input_embeddings()(token_ids)
+        if seconds is None or not self.config.question_time:
+            return words
+        return words + self._time_embedding(torch.tensor(float(seconds), device=words.device))
+
+    def _time_embedding(self, seconds: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        features = time_features(
+            seconds,
+            config.max_seconds,
+            config.time_periods,
+            config.time_ramp,
+            config.time_log,
+        )
+        return self.time_embedding(features.to(self.time_embedding.weight.dtype))
 
     def _stream_embedding(self, modality: int, seconds: torch.Tensor) -> torch.Tensor:
         kind = self.modality_embedding.weight[modality]
-        config = self.config
-        features = time_features(
-            seconds.to(kind.device), config.max_seconds, config.time_periods, config.time_ramp
-        )
-        when = self.time_embedding(features.to(kind.dtype))
-        return kind + when
+        return kind + self._time_embedding(seconds.to(kind.device))
 
     def encode_visual(self, patches: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
         """(..., steps, P, patch_dim) patches at (..., steps) times -> (..., steps, P, hidden)."""

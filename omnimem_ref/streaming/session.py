@@ -269,8 +269,9 @@ class StreamingSession:
         ids = torch.tensor(question_ids, device=self.device)
         option_ids = torch.tensor(answer_ids)
         next_rotary = self.next_rotary
+        asked_at = self.reports[-1].seconds if self.reports else 0.0  # the stream time now
         hidden_states = self._append(
-            self.model.embed_text(ids),
+            self.model.embed_text(ids, seconds=asked_at),
             _text_meta(len(ids), self.next_position, self.device),
             self.text_positions(ids, next_rotary),
         )

@@ -108,3 +108,15 @@ def evidence_loss(log_weights: torch.Tensor, evidence: torch.Tensor) -> torch.Te
     if not has_evidence.any():
         return log_weights.new_zeros(())
     return -head_mean[has_evidence].mean()
+
+
+def onset_tokens(evidence: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
+    """``evidence`` (..., steps · T) kept only in the steps where it begins: a step with
+    evidence right after one without (or the first step). One group of tokens per instance of
+    what a counting question names, however long each instance lasts, so that attending to
+    them evenly weighs every instance alike."""
+    per_step = evidence.unflatten(-1, (-1, tokens_per_step))  # (..., steps, T)
+    present = per_step.any(-1)  # (..., steps)
+    before = torch.nn.functional.pad(present[..., :-1], (1, 0), value=False)
+    starts = present & ~before
+    return (per_step & starts.unsqueeze(-1)).flatten(-2)

@@ -45,7 +45,12 @@ from omnimem_ref.policies import make_policy
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.batches import IGNORE, Batch, make_batch
-from omnimem_ref.training.objective import option_logits, prompt_ids, stream_embeddings
+from omnimem_ref.training.objective import (
+    option_logits,
+    prompt_ids,
+    stream_embeddings,
+    stream_end_seconds,
+)
 from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
 from omnimem_ref.training.train_tiny import track_accuracy, window_accuracy
 from omnimem_ref.world.presets import preset
@@ -123,7 +128,10 @@ def answer_logits_for(
     """(B, Q, options) option logits of one forward pass, masked by ``visible`` if given."""
     prefix = prompt_ids(tokenizer, batch.patches.device)
     _, _, stream = stream_embeddings(model, batch)
-    hidden, layout = forward_sequence(model, prefix, stream, batch.question_ids, visible)
+    asked_at = stream_end_seconds(model, batch)
+    hidden, layout = forward_sequence(
+        model, prefix, stream, batch.question_ids, visible, asked_at=asked_at
+    )
     return option_logits(model, hidden, layout, batch)
 
 

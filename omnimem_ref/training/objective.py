@@ -18,7 +18,7 @@ from omnimem_ref.model.modeling import AUDIO_PROBE_CLASSES, VISUAL_PROBE_CLASSES
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.batches import IGNORE, Batch, positions_of_steps, times_of_steps
-from omnimem_ref.training.evidence import evidence_loss, question_attention
+from omnimem_ref.training.evidence import evidence_loss, onset_tokens, question_attention
 from omnimem_ref.training.sequence import forward_sequence
 
 
@@ -48,6 +48,15 @@ def stream_embeddings(model: TinyOmniModel, batch: Batch) -> tuple[torch.Tensor,
     visual = model.encode_visual(batch.patches, frame_seconds)
     audio = model.encode_audio(batch.audio, audio_seconds)
     return visual, audio, model.interleave(visual, audio)
+
+
+def stream_end_seconds(model: TinyOmniModel, batch: Batch) -> float:
+    """The stream time at the end of the batch's clips (of its virtual steps' clip, if
+    stretched): when the streaming session would be asked the questions."""
+    spec = model.config.feature_spec
+    if batch.virtual_steps is None:
+        return batch.patches.shape[1] * spec.step_seconds
+    return (int(batch.virtual_steps[-1]) + 1) * spec.step_seconds
 
 
 def stream_positions(model: TinyOmniModel, batch: Batch, prefix: int) -> torch.Tensor | None:
@@ -89,21 +98,38 @@ def _probe_loss(
 
 
 def attention_supervision_loss(
-    model: TinyOmniModel, layer_inputs: list[torch.Tensor], layout, batch: Batch
+    model: TinyOmniModel,
+    layer_inputs: list[torch.Tensor],
+    layout,
+    batch: Batch,
+    count_onsets: bool = False,
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
     half of the layers, attend to the question's own words (gather what is asked); in the second
-    half, attend to the stream tokens that answer it (retrieve)."""
+    half, attend to the stream tokens that answer it (retrieve).
+
+    With ``count_onsets``, a counting question's evidence is the first step of each instance
+    plus the question's first word. Softmax attention spread evenly over k instances and one
+    fixed token gives that token the weight 1 / (k + 1): the count, readable from the mix of
+    values. Evidence that asks for all the mass on the instances (the default) leaves nothing
+    that depends on k."""
     query_index = question_ends(layout, batch)
     b, n_q, _ = batch.evidence.shape
     device = batch.evidence.device
+    in_stream = batch.evidence
+    counting = _family_mask(batch, "counting").to(device)  # (B, Q)
+    if count_onsets and counting.any():
+        onsets = onset_tokens(in_stream, model.config.feature_spec.tokens_per_step)
+        in_stream = torch.where(counting.unsqueeze(-1), onsets, in_stream)
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
-    evidence[..., layout.prefix : layout.prefix + layout.stream] = batch.evidence
+    evidence[..., layout.prefix : layout.prefix + layout.stream] = in_stream
     # A question's own words: from its first token up to its last (where it is asked).
     sequence = torch.arange(layout.total, device=device)
     first = query_index - batch.question_last  # (B, Q)
     words = (sequence >= first.unsqueeze(-1)) & (sequence <= query_index.unsqueeze(-1))
     words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
+    if count_onsets:
+        evidence |= (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
     positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
     visible = layout.visibility()
     n_layers = len(layer_inputs)
@@ -117,12 +143,18 @@ def attention_supervision_loss(
     return torch.stack(losses).mean()
 
 
+def _family_mask(batch: Batch, family: str) -> torch.Tensor:
+    """(B, Q) bools: which questions of the batch are of ``family``."""
+    return torch.tensor([[f == family for f in clip] for clip in batch.families])
+
+
 def compute_loss(
     model: TinyOmniModel,
     tokenizer: Tokenizer,
     batch: Batch,
     probe_weight: float = 1.0,
     evidence_weight: float = 0.0,
+    count_onsets: bool = False,
 ) -> LossReport:
     prefix = prompt_ids(tokenizer, batch.patches.device)
     visual, audio, stream = stream_embeddings(model, batch)
@@ -134,6 +166,7 @@ def compute_loss(
         batch.question_ids,
         layer_inputs=layer_inputs,
         stream_positions=stream_positions(model, batch, len(prefix)),
+        asked_at=stream_end_seconds(model, batch),
     )
     logits = option_logits(model, hidden, layout, batch)
     answer_loss = F.cross_entropy(
@@ -163,6 +196,6 @@ def compute_loss(
     loss = answer_loss + probe_weight * probe
     evidence = torch.zeros(())
     if layer_inputs is not None:
-        evidence = attention_supervision_loss(model, layer_inputs, layout, batch)
+        evidence = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets)
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

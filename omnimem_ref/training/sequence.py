@@ -64,6 +64,7 @@ def forward_sequence(
     visible: torch.Tensor | None = None,
     layer_inputs: list[torch.Tensor] | None = None,
     stream_positions: torch.Tensor | None = None,
+    asked_at: float | None = None,
 ) -> tuple[torch.Tensor, SequenceLayout]:
     """Final hidden states (B, total, hidden) for ``[prefix | stream | questions]``.
 
@@ -72,13 +73,15 @@ def forward_sequence(
     layers, or (layers, B, total, total) for a different mask in each layer. A list passed as
     ``layer_inputs`` receives each layer's input hidden states (for evidence supervision).
     ``stream_positions`` (S,) overrides the stream's rotary positions (module docstring).
+    ``asked_at`` is the stream time the questions are asked at (the stream's end), which a model
+    with ``question_time`` adds to their embeddings as the streaming session does.
     """
     b, n_q, q_len = question_ids.shape
     layout = SequenceLayout(
         len(prefix_ids), stream_embeddings.shape[1], n_q, q_len, stream_positions
     )
     prefix = model.embed_text(prefix_ids).unsqueeze(0).expand(b, -1, -1)
-    questions = model.embed_text(question_ids.flatten(1))
+    questions = model.embed_text(question_ids.flatten(1), seconds=asked_at)
     embeddings = torch.cat([prefix, stream_embeddings, questions], dim=1)
     if visible is None:
         visible = layout.visibility()

@@ -108,6 +108,10 @@ class TrainConfig:
     # ...and the model's time features (model/modeling.py, ``time_features``).
     time_periods: tuple[float, ...] = DEFAULT_TIME_PERIODS
     time_ramp: bool = True
+    time_log: bool = False  # add the log time feature (model/modeling.py, ``time_features``)
+    question_time: bool = False  # questions carry the time they are asked at
+    # Counting questions attend to each instance's first step and one fixed token (objective.py)
+    count_onsets: bool = False
 
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
@@ -236,6 +240,8 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
         max_seconds=config.longest_seconds,
         time_periods=list(config.time_periods),
         time_ramp=config.time_ramp,
+        time_log=config.time_log,
+        question_time=config.question_time,
     )
     return TinyOmniModel(model_config)
 
@@ -345,7 +351,14 @@ def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossR
     config = run.config
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate(config, step)
-    report = compute_loss(run.model, tokenizer, batch, config.probe_weight, config.evidence_weight)
+    report = compute_loss(
+        run.model,
+        tokenizer,
+        batch,
+        config.probe_weight,
+        config.evidence_weight,
+        config.count_onsets,
+    )
     run.optimizer.zero_grad(set_to_none=True)
     report.loss.backward()
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)

@@ -127,7 +127,9 @@ class QwenOmniThinker(nn.Module):
     def prompt_format(self, tokenizer: PreTrainedTokenizerBase) -> ThinkerPrompts:
         return ThinkerPrompts(tokenizer)
 
-    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+    def embed_text(self, ids: torch.Tensor, seconds: float | None = None) -> torch.Tensor:
+        """Word embeddings; ``seconds`` (when text is asked) is not needed: TMRoPE's time row
+        already places text after the stream."""
         return self.backbone.get_input_embeddings()(ids.to(self.device))
 
     def text_positions(self, ids: torch.Tensor, start: int) -> torch.Tensor:

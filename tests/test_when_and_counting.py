@@ -1,0 +1,149 @@
+"""The recipe options for the hard world's `when` and `counting` questions (docs/training.md):
+log time, questions that carry the time they are asked at, and onset evidence for counting."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+
+from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.checkpoint import load_model
+from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
+from omnimem_ref.model.modeling import TinyOmniModel, time_features
+from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode, question_text
+from omnimem_ref.streaming.session import StreamingSession
+from omnimem_ref.training.batches import make_batch
+from omnimem_ref.training.evidence import onset_tokens
+from omnimem_ref.training.objective import attention_supervision_loss
+from omnimem_ref.training.sequence import forward_sequence
+from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
+from omnimem_ref.world import HARD
+from tests.model_fixtures import OPTIONS, QUESTION, tiny_stream
+
+HOUR = 3600.0
+
+
+def timed_model(seed: int = 0) -> TinyOmniModel:
+    """A tiny random TinyOmni with log time and question time."""
+    torch.manual_seed(seed)
+    text = tiny_text_config(
+        build_tokenizer().get_vocab_size(), hidden_size=32, intermediate_size=64,
+        num_hidden_layers=2,
+    )  # fmt: skip
+    config = TinyOmniConfig(
+        text_config=text, max_seconds=HOUR, time_periods=[8, 8192], time_ramp=False,
+        time_log=True, question_time=True,
+    )  # fmt: skip
+    return TinyOmniModel(config).eval()
+
+
+def test_log_time_is_monotone_bounded_and_makes_a_third_one_threshold():
+    seconds = torch.tensor([0.0, 1.0, 20.0, 60.0, 600.0, HOUR])
+    log_time = time_features(seconds, HOUR, periods=(8.0,), ramp=False, log=True)[:, 0]
+    assert log_time[0] == 0 and math.isclose(log_time[-1].item(), 1.0, rel_tol=1e-6)
+    assert torch.all(log_time.diff() > 0)
+    # t at a third of T: the same difference of log times for a 1-minute and a 1-hour clip
+    # (up to the +1 inside the log, which fades as clips grow)
+    gap = [
+        time_features(torch.tensor([t / 3, t]), HOUR, (8.0,), False, True)[:, 0] for t in (60, HOUR)
+    ]
+    differences = [float(g[1] - g[0]) for g in gap]
+    assert abs(differences[0] - differences[1]) < 0.01
+    assert TinyOmniConfig(time_log=True, time_ramp=False, time_periods=[8]).n_time_features == 3
+
+
+def test_a_question_carries_the_stream_time_it_is_asked_at():
+    """The streaming session adds the time of the end of the stream to the question's words, as
+    the one-pass training sequence does with ``asked_at``; and the time changes the answer."""
+    model, tokenizer, stream = timed_model(), build_tokenizer(), tiny_stream()
+    session = StreamingSession(model, tokenizer)
+    session.stream(stream)
+    answer = session.answer(QUESTION, OPTIONS)
+    streamed = torch.tensor([answer.logits[o] for o in OPTIONS])
+    prefix = torch.tensor(encode(tokenizer, PROMPT))
+    question = torch.tensor([[encode(tokenizer, question_text(QUESTION))]])
+    option_ids = [encode(tokenizer, o)[0] for o in OPTIONS]
+    with torch.no_grad():
+        visual = model.encode_visual(stream.patches, stream.frame_seconds())
+        audio = model.encode_audio(stream.audio, stream.audio_seconds())
+        tokens = model.interleave(visual, audio).unsqueeze(0)
+
+        def one_pass(asked_at):
+            hidden, _ = forward_sequence(model, prefix, tokens, question, asked_at=asked_at)
+            return model.answer_logits(hidden[0, -1])[option_ids]
+
+        at_the_end = one_pass(stream.n_steps * stream.step_seconds)
+        untimed = one_pass(None)
+    assert (streamed - at_the_end).abs().max() < 1e-4
+    assert (streamed - untimed).abs().max() > 1e-3
+
+
+def test_the_shipped_checkpoint_ignores_the_question_time():
+    model, _ = load_model()
+    ids = torch.tensor([3, 4, 5])
+    assert not model.config.question_time and not model.config.time_log
+    assert torch.equal(model.embed_text(ids), model.embed_text(ids, seconds=100.0))
+
+
+def test_onset_tokens_keep_the_first_step_of_each_instance():
+    # 6 steps of 2 tokens; one instance over steps 1-2 (token 0), another at step 4 (both tokens)
+    evidence = torch.zeros(6, 2, dtype=torch.bool)
+    evidence[1:3, 0] = True
+    evidence[4] = True
+    onsets = onset_tokens(evidence.flatten(), 2).view(6, 2)
+    expected = torch.zeros(6, 2, dtype=torch.bool)
+    expected[1, 0] = True
+    expected[4] = True
+    assert torch.equal(onsets, expected)
+    first_step = torch.ones(3, 2, dtype=torch.bool)  # present from step 0 on: one onset
+    assert onset_tokens(first_step.flatten(), 2).sum() == 2
+
+
+def test_count_onsets_moves_the_counting_target_and_nothing_else():
+    """With ``count_onsets`` only counting questions get another target (so only their loss
+    changes), and the loss stays finite."""
+    model, tokenizer = timed_model(), build_tokenizer()
+    spec = model.config.feature_spec
+    rng = np.random.default_rng(3)
+    batch = make_batch(rng, tokenizer, FeatureSpec(), 2, 40.0, world=HARD)
+    counting = torch.tensor([[f == "counting" for f in clip] for clip in batch.families])
+    assert counting.any()
+    prefix = torch.tensor(encode(tokenizer, PROMPT))
+    visual = model.encode_visual(batch.patches, torch.arange(batch.patches.shape[1]) * 2.0 + 1)
+    audio_seconds = torch.arange(batch.audio.shape[1] * spec.audio_tokens_per_step) * 1.0 + 0.5
+    audio = model.encode_audio(batch.audio, audio_seconds.view(-1, spec.audio_tokens_per_step))
+    layer_inputs: list[torch.Tensor] = []
+    _, layout = forward_sequence(
+        model,
+        prefix,
+        model.interleave(visual, audio),
+        batch.question_ids,
+        layer_inputs=layer_inputs,
+    )
+    plain = attention_supervision_loss(model, layer_inputs, layout, batch)
+    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
+    assert torch.isfinite(onsets) and not torch.isclose(plain, onsets)
+    # without counting questions in the batch, the option changes nothing
+    batch.families = [[None if f == "counting" else f for f in clip] for clip in batch.families]
+    batch.evidence[counting] = False
+    same = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
+    assert torch.isclose(attention_supervision_loss(model, layer_inputs, layout, batch), same)
+
+
+def test_train_tiny_records_the_when_and_counting_options(tmp_path):
+    config = TrainConfig(
+        steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
+        curriculum_seconds=24, log_every=1, world="hard", stretch_share=0.5,
+        time_periods=(8.0, 8192.0), time_ramp=False, time_log=True, question_time=True,
+        count_onsets=True,
+    )  # fmt: skip
+    log = train_tiny(tmp_path / "ckpt", config, progress=False)
+    assert all(np.isfinite(e["answer_loss"]) for e in log)
+    saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
+    assert saved["time_log"] and saved["question_time"] and saved["count_onsets"]
+    model, _ = load_model(tmp_path / "ckpt")
+    assert model.config.time_log and model.config.question_time
+    assert model.time_embedding.in_features == 5
