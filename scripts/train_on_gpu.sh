@@ -2,17 +2,19 @@
 # Retrain TinyOmni on the hard world for streams of any length (docs/training.md) on one GPU, and
 # measure its accuracy at full memory against clip length, 1 to 60 minutes.
 #
-#   scripts/train_on_gpu.sh train   OUT_DIR [STEPS] [CLIPS_AT_40S]   about 7.5 min (16-core host)
+#   scripts/train_on_gpu.sh train   OUT_DIR [STEPS] [CLIPS_AT_40S]   about 11 min (16-core host)
 #   scripts/train_on_gpu.sh lengths OUT_DIR [CLIPS_PER_LENGTH]       about 2.5 min
 #   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
 #   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
 #
 # train    the recipe: hard world, half the batches stretched to stand for clips up to an hour,
-#          time features without the ramp and with periods up to 8192 s; STEPS (default 4000) of
+#          time features without the ramp, with the log time and periods up to 8192 s, questions
+#          that carry the time they are asked at, counting supervised towards each instance's
+#          onset (docs/training.md, "When and how many"); STEPS (default 6000) of
 #          CLIPS_AT_40S clips (default 16) at 40 s. The GPU is not the bottleneck for a 1M-parameter
 #          model, rendering fresh clips is: all but two cores render batches. A hard batch takes
 #          1.3 s to render on one core (0.75 s classic), so 14 workers give ~0.11 s a step:
-#          4000 steps ~ 7.5 min with the start-up. It saves every 500 steps; run the same command
+#          6000 steps ~ 11 min with the start-up. It saves every 500 steps; run the same command
 #          again after a cut (e.g. the 10-minute limit of one command) and it resumes, ending with
 #          the weights an uninterrupted run has. OUT_DIR ends holding only the checkpoint
 #          (config.json, model.safetensors, tokenizer.json, training.json): copy it over
@@ -56,8 +58,8 @@ train_or_resume() {
 
 train() {
     train_or_resume --world hard --stretch-share 0.5 --stretch-seconds 3600 \
-        --time-periods 8,32,128,512,2048,8192 --no-time-ramp \
-        --steps "${1:-4000}" --batch "${2:-16}" --save-every 500
+        --time-periods 8,32,128,512,2048,8192 --no-time-ramp --time-log --question-time \
+        --count-onsets --steps "${1:-6000}" --batch "${2:-16}" --save-every 500
 }
 
 # One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
