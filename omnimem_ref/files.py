@@ -27,18 +27,24 @@ def sibling(folder: Path, suffix: str) -> Path:
     return folder.with_name(folder.name + suffix)
 
 
+# Where replace_folder moves the folder it replaces, for the moment between its two renames. A
+# name no user would pick for a folder of their own, because an unfinished replace leaves it
+# behind and the next one deletes it.
+OLD_SUFFIX = ".being-replaced"
+
+
 def replace_folder(new: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by the whole, finished folder ``new`` (a sibling of it).
 
     Its files are synced to disk first, so after a power cut the renames cannot have landed
     before their contents. One rename cannot replace a folder that is not empty, so the old one
-    steps aside first (to ``.old``): at every moment one of the two names holds a whole folder,
+    steps aside first (to ``OLD_SUFFIX``): at every moment one of the two names holds a whole folder,
     and :func:`recover_folder` puts the old one back if a cut fell between the renames."""
     for path in new.rglob("*"):
         if path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-    old = sibling(out_dir, ".old")
+    old = sibling(out_dir, OLD_SUFFIX)
     shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
         os.replace(out_dir, old)
@@ -48,6 +54,6 @@ def replace_folder(new: Path, out_dir: Path) -> None:
 
 def recover_folder(out_dir: Path) -> None:
     """Undo a :func:`replace_folder` cut between its two renames: bring the old folder back."""
-    old = sibling(out_dir, ".old")
+    old = sibling(out_dir, OLD_SUFFIX)
     if not out_dir.exists() and old.is_dir():
         os.replace(old, out_dir)

@@ -21,6 +21,7 @@ from omnimem_ref import cli
 from omnimem_ref.commands.train_tiny import resumed_config
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
+from omnimem_ref.files import OLD_SUFFIX, sibling
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.training import train_tiny as training
 from omnimem_ref.training.batches import make_batch
@@ -112,7 +113,7 @@ def test_a_run_stopped_half_way_and_resumed_ends_bit_identical(
     assert code == 0 and "after 4 steps" in stdout
     assert_same_run(out, reference)
     assert not (out / RESUME_FOLDER).exists()  # the final checkpoint is just the model
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .tmp or .old left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing left beside it
 
 
 def test_three_sittings_one_cut_short_in_a_save_end_bit_identical(
@@ -212,6 +213,6 @@ def test_a_new_run_refuses_to_overwrite_an_unfinished_one(unfinished: Path, caps
 def test_resume_recovers_a_swap_cut_between_its_renames(unfinished: Path, tmp_path: Path) -> None:
     """Killed after the old checkpoint stepped aside, before the new one took its name."""
     out = tmp_path / "run"
-    shutil.copytree(unfinished, out.with_name("run.old"))
+    shutil.copytree(unfinished, sibling(out, OLD_SUFFIX))
     assert training.saved_run(out).step == 0
-    assert (out / RESUME_FOLDER).is_dir() and not out.with_name("run.old").exists()
+    assert (out / RESUME_FOLDER).is_dir() and not sibling(out, OLD_SUFFIX).exists()

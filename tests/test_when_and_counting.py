@@ -16,7 +16,7 @@ from omnimem_ref.model.modeling import TinyOmniModel, time_features
 from omnimem_ref.model.tokenizer import PROMPT, build_tokenizer, encode, question_text
 from omnimem_ref.streaming.session import StreamingSession
 from omnimem_ref.training.batches import make_batch
-from omnimem_ref.training.evidence import onset_tokens
+from omnimem_ref.training.evidence import instance_groups, onset_tokens, spread_loss
 from omnimem_ref.training.objective import attention_supervision_loss
 from omnimem_ref.training.sequence import forward_sequence
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
@@ -133,17 +133,67 @@ def test_count_onsets_moves_the_counting_target_and_nothing_else():
     assert torch.isclose(attention_supervision_loss(model, layer_inputs, layout, batch), same)
 
 
+def test_spread_loss_is_lowest_when_each_group_gets_an_equal_share():
+    """Two instances (one of two tokens) and a fixed token: the loss is log 3 at the even split,
+    whatever the split inside a group, and higher when the fixed token takes everything (which
+    ``evidence_loss`` would accept)."""
+    groups = torch.tensor([[[0, 1, 1, 2, 9]]])  # token 0 is not evidence; 9 is the fixed token
+
+    def loss(weights: list[float]) -> float:
+        log_weights = torch.tensor(weights).clamp(min=1e-30).log().view(1, 1, 1, -1)
+        return float(spread_loss(log_weights, groups))
+
+    assert math.isclose(loss([0.0, 1 / 6, 1 / 6, 1 / 3, 1 / 3]), math.log(3), rel_tol=1e-5)
+    assert math.isclose(loss([0.0, 1 / 3, 0.0, 1 / 3, 1 / 3]), math.log(3), rel_tol=1e-5)
+    assert loss([0.1, 0.1, 0.1, 0.2, 0.5]) > math.log(3) + 0.05
+    assert loss([0.0, 0.0, 0.0, 0.0, 1.0]) > 10
+    ev = torch.tensor([[0, 0, 1, 1, 1, 1, 0, 0, 1, 0]], dtype=torch.bool)
+    assert instance_groups(onset_tokens(ev, 2), 2).tolist() == [[0, 0, 2, 2, 0, 0, 0, 0, 5, 0]]
+
+
+def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite():
+    model, tokenizer = timed_model(), build_tokenizer()
+    batch = make_batch(np.random.default_rng(3), tokenizer, FeatureSpec(), 2, 40.0, world=HARD)
+    counting = torch.tensor([[f == "counting" for f in clip] for clip in batch.families])
+    assert counting.any()
+    prefix = torch.tensor(encode(tokenizer, PROMPT))
+    spec = model.config.feature_spec
+    visual = model.encode_visual(batch.patches, torch.arange(batch.patches.shape[1]) * 2.0 + 1)
+    audio_seconds = torch.arange(batch.audio.shape[1] * spec.audio_tokens_per_step) * 1.0 + 0.5
+    audio = model.encode_audio(batch.audio, audio_seconds.view(-1, spec.audio_tokens_per_step))
+    layer_inputs: list[torch.Tensor] = []
+    _, layout = forward_sequence(
+        model,
+        prefix,
+        model.interleave(visual, audio),
+        batch.question_ids,
+        layer_inputs=layer_inputs,
+    )
+    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
+    spread = attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
+    assert torch.isfinite(spread) and not torch.isclose(onsets, spread)
+    spread.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    batch.families = [[None if f == "counting" else f for f in clip] for clip in batch.families]
+    batch.evidence[counting] = False
+    plain = attention_supervision_loss(model, layer_inputs, layout, batch)
+    assert torch.isclose(
+        plain, attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
+    )
+
+
 def test_train_tiny_records_the_when_and_counting_options(tmp_path):
     config = TrainConfig(
         steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
         curriculum_seconds=24, log_every=1, world="hard", stretch_share=0.5,
         time_periods=(8.0, 8192.0), time_ramp=False, time_log=True, question_time=True,
-        count_onsets=True,
+        count_onsets=True, count_spread=True,
     )  # fmt: skip
     log = train_tiny(tmp_path / "ckpt", config, progress=False)
     assert all(np.isfinite(e["answer_loss"]) for e in log)
     saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
     assert saved["time_log"] and saved["question_time"] and saved["count_onsets"]
+    assert saved["count_spread"]
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.time_log and model.config.question_time
     assert model.time_embedding.in_features == 5

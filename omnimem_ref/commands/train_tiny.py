@@ -52,6 +52,7 @@ OPTIONS = {
     "--time-log": "time_log",
     "--question-time": "question_time",
     "--count-onsets": "count_onsets",
+    "--count-spread": "count_spread",
 }
 
 
@@ -168,6 +169,12 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         action=argparse.BooleanOptionalAction,
         help="supervise counting questions' attention towards each instance's first step and "
         "the question's first word (default: no; docs/training.md)",
+    )
+    group.add_argument(
+        "--count-spread",
+        action=argparse.BooleanOptionalAction,
+        help="with --count-onsets, ask for an even share of that attention on each instance and "
+        "the first word, not only its total (default: no; docs/training.md)",
     )
 
 

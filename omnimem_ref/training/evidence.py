@@ -110,6 +110,36 @@ def evidence_loss(log_weights: torch.Tensor, evidence: torch.Tensor) -> torch.Te
     return -head_mean[has_evidence].mean()
 
 
+def spread_loss(log_weights: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to an even spread over groups of evidence tokens, averaged over questions:
+
+        L_spread = - mean_{questions} (1/G) Σ_g log( Σ_{j ∈ group g} (1/H) Σ_h a_hj ).
+
+    ``groups`` (B, Q, total) numbers each evidence token's group (0: not evidence; the numbers
+    need not be consecutive). Where :func:`evidence_loss` is content with all the mass on any one
+    evidence token, this is lowest when each group holds an equal share, so a group that is one
+    fixed token, beside k others, keeps 1 / (k + 1) of it (``objective``, ``count_onsets``).
+    """
+    weights = log_weights.exp().mean(dim=1)  # (B, Q, total), head-averaged
+    slots = int(groups.max()) + 1
+    mass = weights.new_zeros(*groups.shape[:-1], slots).scatter_add_(-1, groups, weights)
+    present = torch.zeros_like(mass).scatter_add_(-1, groups, torch.ones_like(weights)) > 0
+    present[..., 0] = False  # group 0 is everything that is not evidence
+    n_groups = present.sum(dim=-1)  # (B, Q)
+    logs = mass.clamp(min=1e-12).log().masked_fill(~present, 0.0)
+    asked = n_groups > 0
+    if not asked.any():
+        return log_weights.new_zeros(())
+    return -(logs.sum(dim=-1)[asked] / n_groups[asked]).mean()
+
+
+def instance_groups(onsets: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
+    """``onsets`` (..., steps · T) bools (:func:`onset_tokens`) numbered by their step plus one:
+    each instance's first-step tokens form one group for :func:`spread_loss`."""
+    steps = torch.arange(onsets.shape[-1], device=onsets.device) // tokens_per_step + 1
+    return torch.where(onsets, steps, 0)
+
+
 def onset_tokens(evidence: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
     """``evidence`` (..., steps · T) kept only in the steps where it begins: a step with
     evidence right after one without (or the first step). One group of tokens per instance of

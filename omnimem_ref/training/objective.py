@@ -18,7 +18,13 @@ from omnimem_ref.model.modeling import AUDIO_PROBE_CLASSES, VISUAL_PROBE_CLASSES
 from omnimem_ref.model.tokenizer import PROMPT, encode
 from omnimem_ref.streaming.stream import StreamInputs
 from omnimem_ref.training.batches import IGNORE, Batch, positions_of_steps, times_of_steps
-from omnimem_ref.training.evidence import evidence_loss, onset_tokens, question_attention
+from omnimem_ref.training.evidence import (
+    evidence_loss,
+    instance_groups,
+    onset_tokens,
+    question_attention,
+    spread_loss,
+)
 from omnimem_ref.training.sequence import forward_sequence
 
 
@@ -103,6 +109,7 @@ def attention_supervision_loss(
     layout,
     batch: Batch,
     count_onsets: bool = False,
+    count_spread: bool = False,
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
     half of the layers, attend to the question's own words (gather what is asked); in the second
@@ -112,35 +119,58 @@ def attention_supervision_loss(
     plus the question's first word. Softmax attention spread evenly over k instances and one
     fixed token gives that token the weight 1 / (k + 1): the count, readable from the mix of
     values. Evidence that asks for all the mass on the instances (the default) leaves nothing
-    that depends on k."""
+    that depends on k, and so does any share of it on that one token: ``count_spread`` asks
+    for the even spread itself (``evidence.spread_loss``)."""
     query_index = question_ends(layout, batch)
     b, n_q, _ = batch.evidence.shape
     device = batch.evidence.device
     in_stream = batch.evidence
     counting = _family_mask(batch, "counting").to(device)  # (B, Q)
+    count_onsets = count_onsets or count_spread
+    tokens_per_step = model.config.feature_spec.tokens_per_step
+    stream = slice(layout.prefix, layout.prefix + layout.stream)
+    groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)
     if count_onsets and counting.any():
-        onsets = onset_tokens(in_stream, model.config.feature_spec.tokens_per_step)
+        onsets = onset_tokens(in_stream, tokens_per_step)
         in_stream = torch.where(counting.unsqueeze(-1), onsets, in_stream)
+        groups[..., stream] = instance_groups(onsets, tokens_per_step)
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
-    evidence[..., layout.prefix : layout.prefix + layout.stream] = in_stream
+    evidence[..., stream] = in_stream
     # A question's own words: from its first token up to its last (where it is asked).
     sequence = torch.arange(layout.total, device=device)
     first = query_index - batch.question_last  # (B, Q)
     words = (sequence >= first.unsqueeze(-1)) & (sequence <= query_index.unsqueeze(-1))
     words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
     if count_onsets:
-        evidence |= (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
+        sink = (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
+        evidence |= sink
+        groups = groups.masked_fill(sink, layout.stream // tokens_per_step + 1)  # a group apart
     positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
     visible = layout.visibility()
     n_layers = len(layer_inputs)
-    losses = [
-        evidence_loss(
-            question_attention(model, i, layer_inputs[i], positions, query_index, visible),
-            words if i < n_layers // 2 else evidence,
-        )
-        for i in range(n_layers)
-    ]
+    losses = []
+    for i in range(n_layers):
+        log_weights = question_attention(model, i, layer_inputs[i], positions, query_index, visible)
+        if i < n_layers // 2:
+            losses.append(evidence_loss(log_weights, words))
+        elif count_spread:
+            losses.append(_mass_and_spread(log_weights, evidence, groups, counting))
+        else:
+            losses.append(evidence_loss(log_weights, evidence))
     return torch.stack(losses).mean()
+
+
+def _mass_and_spread(
+    log_weights: torch.Tensor, evidence: torch.Tensor, groups: torch.Tensor, counting: torch.Tensor
+) -> torch.Tensor:
+    """Counting questions spread their attention evenly over their instances and the fixed token
+    (``spread_loss`` on ``groups``); the others put its mass on their evidence
+    (``evidence_loss``); weighted by how many questions ask each."""
+    asked = evidence.any(-1)
+    spread_share = (asked & counting).sum() / asked.sum().clamp(min=1)
+    mass = evidence_loss(log_weights, evidence & ~counting.unsqueeze(-1))
+    spread = spread_loss(log_weights, groups * counting.unsqueeze(-1))
+    return (1 - spread_share) * mass + spread_share * spread
 
 
 def _family_mask(batch: Batch, family: str) -> torch.Tensor:
@@ -155,6 +185,7 @@ def compute_loss(
     probe_weight: float = 1.0,
     evidence_weight: float = 0.0,
     count_onsets: bool = False,
+    count_spread: bool = False,
 ) -> LossReport:
     prefix = prompt_ids(tokenizer, batch.patches.device)
     visual, audio, stream = stream_embeddings(model, batch)
@@ -196,6 +227,8 @@ def compute_loss(
     loss = answer_loss + probe_weight * probe
     evidence = torch.zeros(())
     if layer_inputs is not None:
-        evidence = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets)
+        evidence = attention_supervision_loss(
+            model, layer_inputs, layout, batch, count_onsets, count_spread
+        )
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

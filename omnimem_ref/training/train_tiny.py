@@ -112,6 +112,7 @@ class TrainConfig:
     question_time: bool = False  # questions carry the time they are asked at
     # Counting questions attend to each instance's first step and one fixed token (objective.py)
     count_onsets: bool = False
+    count_spread: bool = False  # ...spread evenly over them (evidence.py, ``spread_loss``)
 
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
@@ -358,6 +359,7 @@ def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossR
         config.probe_weight,
         config.evidence_weight,
         config.count_onsets,
+        config.count_spread,
     )
     run.optimizer.zero_grad(set_to_none=True)
     report.loss.backward()
