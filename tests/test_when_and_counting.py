@@ -21,6 +21,7 @@ from omnimem_ref.training.objective import attention_supervision_loss
 from omnimem_ref.training.sequence import forward_sequence
 from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from omnimem_ref.world import HARD
+from tests.cli_runner import run_cli
 from tests.model_fixtures import OPTIONS, QUESTION, tiny_stream
 
 HOUR = 3600.0
@@ -197,3 +198,21 @@ def test_train_tiny_records_the_when_and_counting_options(tmp_path):
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.time_log and model.config.question_time
     assert model.time_embedding.in_features == 5
+
+
+def test_train_tiny_trains_a_backbone_of_another_size(tmp_path, capsys):
+    """--layers and --width shape the backbone; the checkpoint records and reloads that shape,
+    and a width that cannot be cut into heads of 32 in pairs is refused in one sentence."""
+    out = tmp_path / "wide"
+    code, _, err = run_cli(
+        capsys, "train-tiny", "--out", str(out), "--steps", "2", "--batch", "2",
+        "--max-seconds", "24", "--layers", "2", "--width", "192", "--workers", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    model, _ = load_model(out)
+    text = model.config.text_config
+    assert (text.num_hidden_layers, text.hidden_size, text.num_attention_heads) == (2, 192, 6)
+    assert text.num_key_value_heads == 3 and model.vision_encoder.net[-1].out_features == 192
+    code, _, err = run_cli(capsys, "train-tiny", "--out", str(tmp_path / "x"), "--width", "100")
+    assert code != 0 and "--width" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()

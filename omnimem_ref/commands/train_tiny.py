@@ -53,6 +53,8 @@ OPTIONS = {
     "--question-time": "question_time",
     "--count-onsets": "count_onsets",
     "--count-spread": "count_spread",
+    "--layers": "layers",
+    "--width": "width",
 }
 
 
@@ -110,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help=f"log the losses and the accuracy window every N steps (default {defaults.log_every})",
+    )
+    parser.add_argument("--layers", type=int, help=f"backbone layers (default {defaults.layers})")
+    parser.add_argument(
+        "--width",
+        type=int,
+        help=f"backbone width, a multiple of 64 (default {defaults.width}; heads of 32)",
     )
     add_long_stream_arguments(parser, defaults)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
@@ -193,6 +201,11 @@ def parse_periods(text: str) -> tuple[float, ...]:
 
 def check_settings(config: TrainConfig) -> None:
     """Refuse, in one sentence, settings a run cannot train with."""
+    if config.layers < 2 or config.width < 64 or config.width % 64:
+        raise OmniMemError(
+            f"--layers must be 2 or more and --width a multiple of 64 (heads of 32 dimensions, "
+            f"in pairs), got {config.layers} and {config.width}."
+        )
     if not 0 <= config.stretch_share <= 1:
         raise OmniMemError(
             f"--stretch-share must be between 0 and 1, got {config.stretch_share:g}."

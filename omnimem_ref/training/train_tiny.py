@@ -113,6 +113,9 @@ class TrainConfig:
     # Counting questions attend to each instance's first step and one fixed token (objective.py)
     count_onsets: bool = False
     count_spread: bool = False  # ...spread evenly over them (evidence.py, ``spread_loss``)
+    # The backbone's size (model/configuration.py, ``tiny_text_config``): heads of 32 dimensions.
+    layers: int = 4
+    width: int = 128
 
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
@@ -237,7 +240,11 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
     prompt = prompt_length(tokenizer)
     positions = position_range(config, FeatureSpec(), prompt)
     model_config = TinyOmniConfig(
-        text_config=tiny_text_config(tokenizer.get_vocab_size(), max_position_embeddings=positions),
+        text_config=tiny_text_config(
+            tokenizer.get_vocab_size(),
+            max_position_embeddings=positions,
+            **backbone_size(config.layers, config.width),
+        ),
         max_seconds=config.longest_seconds,
         time_periods=list(config.time_periods),
         time_ramp=config.time_ramp,
@@ -245,6 +252,19 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
         question_time=config.question_time,
     )
     return TinyOmniModel(model_config)
+
+
+def backbone_size(layers: int, width: int) -> dict[str, int]:
+    """Qwen2 settings of a backbone ``layers`` deep and ``width`` wide, shaped like the default
+    (4 x 128): heads of 32 dimensions, two query heads per key/value head, an MLP twice as wide."""
+    heads = width // 32
+    return dict(
+        num_hidden_layers=layers,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+    )
 
 
 @dataclass
