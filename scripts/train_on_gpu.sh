@@ -134,7 +134,8 @@ for r in rows:
     lines.append(f"{r['seconds']:>10g}s{r['n']:>11}{100 * r['accuracy']:>7.1f}{cells}")
 config = json.loads((checkpoint / "training.json").read_text())["train_config"]
 title = (f"TinyOmni ({checkpoint.name}) at full memory, {os.environ['WORLD']} world; "
-         f"training clips up to {config['max_seconds']:g} s")
+         f"training clips up to {config['max_seconds']:g} s"
+         + (f", stretched to {config['stretch_seconds']:g} s" if config.get("stretch_share") else ""))
 text = "\n".join([title, "accuracy (%) against clip length", *lines])
 print(text)
 (root / "accuracy_by_length.txt").write_text(text + "\n")
