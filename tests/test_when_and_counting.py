@@ -103,13 +103,12 @@ def test_onset_tokens_keep_the_first_step_of_each_instance():
     assert onset_tokens(first_step.flatten(), 2).sum() == 2
 
 
-def test_count_onsets_moves_the_counting_target_and_nothing_else():
-    """With ``count_onsets`` only counting questions get another target (so only their loss
-    changes), and the loss stays finite."""
+def hard_batch_through_model():
+    """A seeded model, two hard-world clips with a counting question among theirs, and what the
+    attention supervision reads: each layer's input and the sequence's layout."""
     model, tokenizer = timed_model(), build_tokenizer()
     spec = model.config.feature_spec
-    rng = np.random.default_rng(3)
-    batch = make_batch(rng, tokenizer, FeatureSpec(), 2, 40.0, world=HARD)
+    batch = make_batch(np.random.default_rng(3), tokenizer, FeatureSpec(), 2, 40.0, world=HARD)
     counting = torch.tensor([[f == "counting" for f in clip] for clip in batch.families])
     assert counting.any()
     prefix = torch.tensor(encode(tokenizer, PROMPT))
@@ -124,6 +123,13 @@ def test_count_onsets_moves_the_counting_target_and_nothing_else():
         batch.question_ids,
         layer_inputs=layer_inputs,
     )
+    return model, batch, counting, layer_inputs, layout
+
+
+def test_count_onsets_moves_the_counting_target_and_nothing_else():
+    """With ``count_onsets`` only counting questions get another target (so only their loss
+    changes), and the loss stays finite."""
+    model, batch, counting, layer_inputs, layout = hard_batch_through_model()
     plain = attention_supervision_loss(model, layer_inputs, layout, batch)
     onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
     assert torch.isfinite(onsets) and not torch.isclose(plain, onsets)
@@ -153,23 +159,7 @@ def test_spread_loss_is_lowest_when_each_group_gets_an_equal_share():
 
 
 def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite():
-    model, tokenizer = timed_model(), build_tokenizer()
-    batch = make_batch(np.random.default_rng(3), tokenizer, FeatureSpec(), 2, 40.0, world=HARD)
-    counting = torch.tensor([[f == "counting" for f in clip] for clip in batch.families])
-    assert counting.any()
-    prefix = torch.tensor(encode(tokenizer, PROMPT))
-    spec = model.config.feature_spec
-    visual = model.encode_visual(batch.patches, torch.arange(batch.patches.shape[1]) * 2.0 + 1)
-    audio_seconds = torch.arange(batch.audio.shape[1] * spec.audio_tokens_per_step) * 1.0 + 0.5
-    audio = model.encode_audio(batch.audio, audio_seconds.view(-1, spec.audio_tokens_per_step))
-    layer_inputs: list[torch.Tensor] = []
-    _, layout = forward_sequence(
-        model,
-        prefix,
-        model.interleave(visual, audio),
-        batch.question_ids,
-        layer_inputs=layer_inputs,
-    )
+    model, batch, counting, layer_inputs, layout = hard_batch_through_model()
     onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
     spread = attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
     assert torch.isfinite(spread) and not torch.isclose(onsets, spread)
