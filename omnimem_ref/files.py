@@ -38,8 +38,9 @@ def replace_folder(new: Path, out_dir: Path) -> None:
 
     Its files are synced to disk first, so after a power cut the renames cannot have landed
     before their contents. One rename cannot replace a folder that is not empty, so the old one
-    steps aside first (to ``OLD_SUFFIX``): at every moment one of the two names holds a whole folder,
-    and :func:`recover_folder` puts the old one back if a cut fell between the renames."""
+    steps aside first (to its name plus ``OLD_SUFFIX``): at every moment one of the two names
+    holds a whole folder, and :func:`recover_folder` puts the old one back if a cut fell between
+    the renames."""
     for path in new.rglob("*"):
         if path.is_file():
             with open(path, "rb") as f:

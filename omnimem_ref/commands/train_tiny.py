@@ -181,8 +181,8 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
     group.add_argument(
         "--count-spread",
         action=argparse.BooleanOptionalAction,
-        help="with --count-onsets, ask for an even share of that attention on each instance and "
-        "the first word, not only its total (default: no; docs/training.md)",
+        help="--count-onsets, asking for an even share of that attention on each instance and "
+        "on the first word, not only their total (default: no; docs/training.md)",
     )
 
 

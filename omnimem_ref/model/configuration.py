@@ -64,15 +64,20 @@ class TinyOmniConfig(PretrainedConfig):
         return int(self.time_ramp) + int(self.time_log) + 2 * len(self.time_periods)
 
 
-def tiny_text_config(vocab_size: int, **overrides: Any) -> Qwen2Config:
-    """The default backbone: 4 layers, 128 wide, grouped-query attention like Qwen2.5."""
+def tiny_text_config(
+    vocab_size: int, layers: int = 4, width: int = 128, **overrides: Any
+) -> Qwen2Config:
+    """A backbone ``layers`` deep and ``width`` wide, grouped-query attention like Qwen2.5: heads
+    of 32 dimensions, two query heads per key/value head, an MLP twice as wide. The default,
+    4 x 128, is the shipped TinyOmni's."""
+    heads = width // 32
     settings: dict[str, Any] = dict(
         vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         tie_word_embeddings=True,

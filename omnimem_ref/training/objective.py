@@ -129,11 +129,12 @@ def attention_supervision_loss(
     count_onsets = count_onsets or count_spread
     tokens_per_step = model.config.feature_spec.tokens_per_step
     stream = slice(layout.prefix, layout.prefix + layout.stream)
-    groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)
+    groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)  # count_spread's
     if count_onsets and counting.any():
         onsets = onset_tokens(in_stream, tokens_per_step)
         in_stream = torch.where(counting.unsqueeze(-1), onsets, in_stream)
-        groups[..., stream] = instance_groups(onsets, tokens_per_step)
+        if count_spread:
+            groups[..., stream] = instance_groups(onsets, tokens_per_step)
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
     evidence[..., stream] = in_stream
     # A question's own words: from its first token up to its last (where it is asked).
@@ -144,7 +145,8 @@ def attention_supervision_loss(
     if count_onsets:
         sink = (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
         evidence |= sink
-        groups = groups.masked_fill(sink, layout.stream // tokens_per_step + 1)  # a group apart
+        if count_spread:
+            groups = groups.masked_fill(sink, layout.stream // tokens_per_step + 1)  # its own group
     positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
     visible = layout.visibility()
     n_layers = len(layer_inputs)

@@ -242,8 +242,9 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
     model_config = TinyOmniConfig(
         text_config=tiny_text_config(
             tokenizer.get_vocab_size(),
+            layers=config.layers,
+            width=config.width,
             max_position_embeddings=positions,
-            **backbone_size(config.layers, config.width),
         ),
         max_seconds=config.longest_seconds,
         time_periods=list(config.time_periods),
@@ -252,19 +253,6 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
         question_time=config.question_time,
     )
     return TinyOmniModel(model_config)
-
-
-def backbone_size(layers: int, width: int) -> dict[str, int]:
-    """Qwen2 settings of a backbone ``layers`` deep and ``width`` wide, shaped like the default
-    (4 x 128): heads of 32 dimensions, two query heads per key/value head, an MLP twice as wide."""
-    heads = width // 32
-    return dict(
-        num_hidden_layers=layers,
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-    )
 
 
 @dataclass
