@@ -143,6 +143,7 @@ def attention_supervision_loss(
     words = (sequence >= first.unsqueeze(-1)) & (sequence <= query_index.unsqueeze(-1))
     words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
     if count_onsets:
+        # the fixed token (an "attention sink"): each counting question's first word
         sink = (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
         evidence |= sink
         if count_spread:
