@@ -55,6 +55,7 @@ OPTIONS = {
     "--count-spread": "count_spread",
     "--layers": "layers",
     "--width": "width",
+    "--frame-context": "frame_context",
 }
 
 
@@ -118,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--width",
         type=int,
         help=f"backbone width, a multiple of 64 (default {defaults.width}; heads of 32)",
+    )
+    parser.add_argument(
+        "--frame-context",
+        action=argparse.BooleanOptionalAction,
+        help="let each patch token see the patches around it, one 3 x 3 convolution over the "
+        "frame, as a real vision encoder's tokens see their frame (default: no)",
     )
     add_long_stream_arguments(parser, defaults)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")

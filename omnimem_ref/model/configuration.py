@@ -40,6 +40,7 @@ class TinyOmniConfig(PretrainedConfig):
         time_ramp: bool = True,
         time_log: bool = False,
         question_time: bool = False,
+        frame_context: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
@@ -51,6 +52,7 @@ class TinyOmniConfig(PretrainedConfig):
         self.time_ramp = time_ramp
         self.time_log = time_log  # add log(1 + t) / log(1 + max_seconds): bounded, monotone
         self.question_time = question_time  # questions carry the time they are asked at
+        self.frame_context = frame_context  # patch tokens see their neighbours (modeling.py)
         super().__init__(**kwargs)
 
     @property

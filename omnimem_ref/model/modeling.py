@@ -74,6 +74,31 @@ class TokenEncoder(nn.Module):
         return self.net(x)
 
 
+class FrameContext(nn.Module):
+    """Each patch token plus what a 3 x 3 convolution reads from the patches around it.
+
+    Why: TinyOmni's patch encoder sees one grid cell, so an object wider than a cell (the hard
+    world's) shows each token only part of its shape, and the backbone must piece the shape
+    together from several tokens of a frame. A real audio-visual LLM's vision encoder (a ViT)
+    lets every patch attend to the whole frame before its tokens reach the language model; one
+    convolution over the grid is the smallest step towards that. It mixes the patches of one
+    frame only, so a token still belongs to one frame and one cell (what compression keeps or
+    drops).
+    """
+
+    def __init__(self, hidden_size: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.conv = nn.Conv2d(hidden_size, hidden_size, kernel_size=3, padding=1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., grid * grid, hidden), patches row-major over the grid -> the same shape."""
+        g, hidden = self.grid, tokens.shape[-1]
+        frames = tokens.reshape(-1, g, g, hidden).permute(0, 3, 1, 2)  # (frames, hidden, g, g)
+        around = self.conv(frames).permute(0, 2, 3, 1).reshape(tokens.shape)
+        return tokens + around
+
+
 class TinyOmniModel(PreTrainedModel):
     """Audio-visual front end + ``Qwen2ForCausalLM``. See the module docstring."""
 
@@ -89,6 +114,8 @@ class TinyOmniModel(PreTrainedModel):
         self.vision_encoder = TokenEncoder(spec.patch_dim, hidden)
         self.audio_encoder = TokenEncoder(spec.audio_dim, hidden)
         self.patch_embedding = nn.Embedding(spec.visual_tokens_per_step, hidden)
+        # Checkpoints saved before ``frame_context`` existed load with it off (and unchanged).
+        self.frame_context = FrameContext(hidden, spec.grid) if config.frame_context else None
         self.modality_embedding = nn.Embedding(3, hidden)
         self.time_embedding = nn.Linear(config.n_time_features, hidden)
         n_visual = sum(VISUAL_PROBE_CLASSES.values())
@@ -132,7 +159,10 @@ class TinyOmniModel(PreTrainedModel):
 
     def encode_visual(self, patches: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
         """(..., steps, P, patch_dim) patches at (..., steps) times -> (..., steps, P, hidden)."""
-        tokens = self.vision_encoder(patches) + self.patch_embedding.weight
+        tokens = self.vision_encoder(patches)
+        if self.frame_context is not None:
+            tokens = self.frame_context(tokens)
+        tokens = tokens + self.patch_embedding.weight
         return tokens + self._stream_embedding(VISUAL, seconds).unsqueeze(-2)
 
     def encode_audio(self, windows: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:

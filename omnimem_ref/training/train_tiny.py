@@ -116,6 +116,8 @@ class TrainConfig:
     # The backbone's size (model/configuration.py, ``tiny_text_config``): heads of 32 dimensions.
     layers: int = 4
     width: int = 128
+    # Patch tokens see the patches around them (model/modeling.py, ``FrameContext``).
+    frame_context: bool = False
 
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
@@ -251,6 +253,7 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
         time_ramp=config.time_ramp,
         time_log=config.time_log,
         question_time=config.question_time,
+        frame_context=config.frame_context,
     )
     return TinyOmniModel(model_config)
 
