@@ -84,19 +84,24 @@ class FrameContext(nn.Module):
     convolution over the grid is the smallest step towards that. It mixes the patches of one
     frame only, so a token still belongs to one frame and one cell (what compression keeps or
     drops).
+
+    The convolution enters through a gate that starts at zero (Flamingo's gated cross-attention
+    does the same), so a model starts out exactly as without it and learns how much of the
+    surroundings to let in.
     """
 
     def __init__(self, hidden_size: int, grid: int) -> None:
         super().__init__()
         self.grid = grid
         self.conv = nn.Conv2d(hidden_size, hidden_size, kernel_size=3, padding=1)
+        self.gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(..., grid * grid, hidden), patches row-major over the grid -> the same shape."""
         g, hidden = self.grid, tokens.shape[-1]
         frames = tokens.reshape(-1, g, g, hidden).permute(0, 3, 1, 2)  # (frames, hidden, g, g)
         around = self.conv(frames).permute(0, 2, 3, 1).reshape(tokens.shape)
-        return tokens + around
+        return tokens + self.gate * around
 
 
 class TinyOmniModel(PreTrainedModel):
