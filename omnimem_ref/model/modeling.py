@@ -86,8 +86,8 @@ class FrameContext(nn.Module):
     drops).
 
     The convolution enters through a gate that starts at zero (Flamingo's gated cross-attention
-    does the same), so a model starts out exactly as without it and learns how much of the
-    surroundings to let in.
+    does the same), so a new model's tokens start out as they would without it, and training
+    learns how much of the surroundings to let in.
     """
 
     def __init__(self, hidden_size: int, grid: int) -> None:
