@@ -20,8 +20,9 @@
 #          (config.json, model.safetensors, tokenizer.json, training.json): copy it over
 #          omnimem_ref/checkpoints/tinyomni. The log goes to OUT_DIR.log. TRAIN_OPTIONS adds
 #          train-tiny options: the 4 x 128 backbone trained this way on a CPU did not learn the
-#          hard world's objects (docs/training.md, "The long run"), so the next run to try is
-#          TRAIN_OPTIONS="--layers 6 --width 256 --count-spread" (not yet timed on a GPU).
+#          hard world's objects (docs/training.md, "The long run"), so the next runs to try are
+#          TRAIN_OPTIONS="--frame-context --evidence-weight 0.3 --count-spread", then the same
+#          with "--layers 6 --width 256" (neither yet timed on a GPU).
 # lengths  for each clip length in LENGTHS (default 60 300 600 1800 3600 s), generates
 #          CLIPS_PER_LENGTH clips of its world (default 4, one folder each, every core at once: the
 #          hour-long ones take ~90 s each) and streams each through OUT_DIR at full memory (several
@@ -63,7 +64,7 @@ train() {
     train_or_resume --world hard --stretch-share 0.5 --stretch-seconds 3600 \
         --time-periods 8,32,128,512,2048,8192 --no-time-ramp --time-log --question-time \
         --count-onsets --steps "${1:-6000}" --batch "${2:-16}" --save-every 500 \
-        ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--layers 6 --width 256 --count-spread"
+        ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--frame-context --evidence-weight 0.3"
 }
 
 # One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
