@@ -4,7 +4,9 @@ Each clip becomes a time-interleaved token stream, as in Qwen2.5-Omni: for each 
 the 16 patch tokens of one frame, then the 2 tokens of that step's audio. Encoders turn patches
 and log-mel windows into vectors the size of the backbone's word embeddings; every stream token
 also gets an embedding of its modality and of its time in seconds (so the model can tell
-*when* something happened after memory has been compressed and positions have gaps).
+*when* something happened after memory has been compressed and positions have gaps). A patch
+token sees only its own grid cell, unless the config's ``frame_context`` lets it also read the
+cells around it (:class:`FrameContext`; off in the shipped checkpoint).
 
 The small linear "probes" predict what each token shows (colour and shape of the object in a
 patch; pitch, loudness and the on-screen colour for an audio token). They only train the model
