@@ -14,15 +14,11 @@ from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
 from tests.cli_runner import run_cli
 
 
-def framed_model(frame_context: bool, gate: float = 1.0) -> TinyOmniModel:
-    """A small TinyOmni; with ``frame_context``, its gate opened to ``gate`` (a new model's is 0)."""
+def framed_model(frame_context: bool) -> TinyOmniModel:
+    """A new small TinyOmni, with or without ``frame_context`` (whose gate starts closed, at 0)."""
     torch.manual_seed(0)
     text = tiny_text_config(build_tokenizer().get_vocab_size(), layers=2, width=64)
-    model = TinyOmniModel(TinyOmniConfig(text_config=text, frame_context=frame_context)).eval()
-    if model.frame_context is not None:
-        with torch.no_grad():
-            model.frame_context.gate.fill_(gate)
-    return model
+    return TinyOmniModel(TinyOmniConfig(text_config=text, frame_context=frame_context)).eval()
 
 
 def changed_tokens(model: TinyOmniModel, step: int, patch: int) -> torch.Tensor:
@@ -40,6 +36,9 @@ def changed_tokens(model: TinyOmniModel, step: int, patch: int) -> torch.Tensor:
 
 def test_a_patch_reaches_its_3x3_neighbours_in_its_own_frame_only():
     model = framed_model(frame_context=True)
+    assert model.frame_context is not None
+    with torch.no_grad():
+        model.frame_context.gate.fill_(1.0)  # opened, as training would
     grid = model.config.feature_spec.grid
     changed = changed_tokens(model, step=0, patch=grid + 1)  # cell (1, 1)
     cells = torch.arange(grid * grid)
@@ -57,9 +56,7 @@ def test_without_frame_context_a_patch_reaches_only_itself():
 
 def test_a_new_frame_context_starts_closed():
     """The gate starts at zero: a new model reads each patch alone, as one without the option."""
-    torch.manual_seed(0)
-    text = tiny_text_config(build_tokenizer().get_vocab_size(), layers=2, width=64)
-    model = TinyOmniModel(TinyOmniConfig(text_config=text, frame_context=True)).eval()
+    model = framed_model(frame_context=True)
     assert model.frame_context is not None and model.frame_context.gate.item() == 0.0
     assert changed_tokens(model, step=0, patch=5).nonzero().tolist() == [[0, 5]]
 

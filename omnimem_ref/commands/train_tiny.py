@@ -124,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frame-context",
         action=argparse.BooleanOptionalAction,
         help="let each patch token see the patches around it, one 3 x 3 convolution over the "
-        "frame, as a real vision encoder's tokens see their frame (default: no)",
+        "frame, as a real vision encoder's tokens see their frame (default: no; "
+        "docs/training.md)",
     )
     add_long_stream_arguments(parser, defaults)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")

@@ -129,12 +129,9 @@ def attention_supervision_loss(
     count_onsets = count_onsets or count_spread
     tokens_per_step = model.config.feature_spec.tokens_per_step
     stream = slice(layout.prefix, layout.prefix + layout.stream)
-    groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)  # count_spread's
     if count_onsets and counting.any():
         onsets = onset_tokens(in_stream, tokens_per_step)
         in_stream = torch.where(counting.unsqueeze(-1), onsets, in_stream)
-        if count_spread:
-            groups[..., stream] = instance_groups(onsets, tokens_per_step)
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
     evidence[..., stream] = in_stream
     # A question's own words: from its first token up to its last (where it is asked).
@@ -146,8 +143,12 @@ def attention_supervision_loss(
         # the fixed token (an "attention sink"): each counting question's first word
         sink = (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
         evidence |= sink
-        if count_spread:
-            groups = groups.masked_fill(sink, layout.stream // tokens_per_step + 1)  # its own group
+    groups = None
+    if count_spread:  # each instance a group of its own, and the sink one more (spread_loss)
+        groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)
+        if counting.any():
+            groups[..., stream] = instance_groups(onsets, tokens_per_step)
+        groups.masked_fill_(sink, layout.stream // tokens_per_step + 1)
     positions = layout.positions().to(device).unsqueeze(0).expand(b, -1)
     visible = layout.visibility()
     n_layers = len(layer_inputs)
@@ -156,7 +157,7 @@ def attention_supervision_loss(
         log_weights = question_attention(model, i, layer_inputs[i], positions, query_index, visible)
         if i < n_layers // 2:
             losses.append(evidence_loss(log_weights, words))
-        elif count_spread:
+        elif groups is not None:
             losses.append(_mass_and_spread(log_weights, evidence, groups, counting))
         else:
             losses.append(evidence_loss(log_weights, evidence))
