@@ -37,9 +37,17 @@ def number(cell: str) -> float:
     return float(re.match(r"[+-]?[\d.]+", cell.replace(",", "")).group())
 
 
-def test_benchmark_table_matches_the_committed_benchmark():
-    result = load_result(ROOT / "results" / "bench_default.json")
-    rows = table_after("### Measured: every policy at 5%, 10% and 20% of the stream")
+# The README's benchmark tables: (the heading they follow, the results file they quote).
+BENCHMARK_TABLES = [
+    ("### Measured: every policy at 5%, 10% and 20% of the stream", "bench_default.json"),
+    ("### The same benchmark on the harder world", "bench_hard.json"),
+]
+
+
+@pytest.mark.parametrize(("heading", "results_file"), BENCHMARK_TABLES)
+def test_benchmark_table_matches_the_committed_benchmark(heading, results_file):
+    result = load_result(ROOT / "results" / results_file)
+    rows = table_after(heading)
     budgets = result.budgets
     assert {row[0].split(" (")[0] for row in rows} >= {"omnimem", *result.policies} - {"full"}
     for row in rows:
@@ -49,10 +57,26 @@ def test_benchmark_table_matches_the_committed_benchmark():
             assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
 
 
-def test_fine_tuning_table_matches_the_committed_runs():
-    without = load_result(ROOT / "results" / "finetune_omnimem_without.json")
-    with_adapter = load_result(ROOT / "results" / "finetune_omnimem_with.json")
-    rows = table_after("| policy @ budget | without adapter | with the shipped adapter |")
+# The README's fine-tuning tables: (their header, the runs without and with the adapter).
+FINE_TUNING_TABLES = [
+    (
+        "| policy @ budget | without adapter | with the shipped adapter |",
+        "finetune_omnimem_without.json",
+        "finetune_omnimem_with.json",
+    ),
+    (
+        "| policy @ budget | without adapter | with the hard-world adapter |",
+        "bench_hard.json",
+        "bench_hard_adapter.json",
+    ),
+]
+
+
+@pytest.mark.parametrize(("header", "without_file", "with_file"), FINE_TUNING_TABLES)
+def test_fine_tuning_table_matches_the_committed_runs(header, without_file, with_file):
+    without = load_result(ROOT / "results" / without_file)
+    with_adapter = load_result(ROOT / "results" / with_file)
+    rows = table_after(header)
     assert rows
     for row in rows:
         if row[0].startswith("full"):
@@ -79,13 +103,14 @@ def test_cost_sweep_table_matches_the_committed_sweep():
             assert f"({share:.1f}%)" in cell, (policy, budget, cell)
 
 
-def test_benchmark_intervals_in_the_readme_are_the_committed_runs():
+@pytest.mark.parametrize(("heading", "results_file"), BENCHMARK_TABLES)
+def test_benchmark_intervals_in_the_readme_are_the_committed_runs(heading, results_file):
     """Each "vs omnimem" cell is the paired bootstrap interval recomputed from the committed
     per-question answers (the interval's seed is fixed, so it is the same every time)."""
     from omnimem_ref.benchmark.tables import difference
 
-    result = load_result(ROOT / "results" / "bench_default.json")
-    rows = table_after("### Measured: every policy at 5%, 10% and 20% of the stream")
+    result = load_result(ROOT / "results" / results_file)
+    rows = table_after(heading)
     for row in rows:
         policy = row[0].split(" (")[0]
         if policy == "omnimem":
