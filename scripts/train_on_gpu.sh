@@ -7,22 +7,22 @@
 #   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
 #   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
 #
-# train    the recipe: hard world, half the batches stretched to stand for clips up to an hour,
-#          time features without the ramp, with the log time and periods up to 8192 s, questions
-#          that carry the time they are asked at, counting supervised towards each instance's
-#          onset (docs/training.md, "When and how many"); STEPS (default 6000) of
-#          CLIPS_AT_40S clips (default 16) at 40 s. The GPU is not the bottleneck for a 1M-parameter
-#          model, rendering fresh clips is: all but two cores render batches. A hard batch takes
-#          1.3 s to render on one core (0.75 s classic), so 14 workers give ~0.11 s a step:
-#          6000 steps ~ 11 min with the start-up. It saves every 500 steps; run the same command
-#          again after a cut (e.g. the 10-minute limit of one command) and it resumes, ending with
-#          the weights an uninterrupted run has. OUT_DIR ends holding only the checkpoint
-#          (config.json, model.safetensors, tokenizer.json, training.json): copy it over
-#          omnimem_ref/checkpoints/tinyomni. The log goes to OUT_DIR.log. TRAIN_OPTIONS adds
-#          train-tiny options: the 4 x 128 backbone trained this way on a CPU did not learn the
-#          hard world's objects (docs/training.md, "The long run"), so the next runs to try are
-#          TRAIN_OPTIONS="--frame-context --evidence-weight 0.3 --count-spread", then the same
-#          with "--layers 6 --width 256" (neither yet timed on a GPU).
+# train    the recipe of omnimem_ref/checkpoints/tinyomni-hard: hard world, half the batches
+#          stretched to stand for clips up to an hour, time features without the ramp, with the
+#          log time and periods up to 8192 s, questions that carry the time they are asked at,
+#          counting attention spread evenly over each instance's onset, patch tokens that see
+#          their neighbours, the evidence loss at 0.3 (docs/training.md, "The frame-context
+#          run"); STEPS (default 6000) of CLIPS_AT_40S clips (default 16) at 40 s. The GPU is not
+#          the bottleneck for a 1M-parameter model, rendering fresh clips is: all but two cores
+#          render batches. A hard batch takes 1.3 s to render on one core (0.75 s classic), so
+#          14 workers give ~0.11 s a step: 6000 steps ~ 11 min with the start-up (estimated, not
+#          measured). It saves every 500 steps; run the same command again after a cut (e.g. the
+#          10-minute limit of one command) and it resumes, ending with the weights an
+#          uninterrupted run has. OUT_DIR ends holding only the checkpoint (config.json,
+#          model.safetensors, tokenizer.json, training.json): copy it over
+#          omnimem_ref/checkpoints/tinyomni-hard. The log goes to OUT_DIR.log. TRAIN_OPTIONS adds
+#          train-tiny options: the next run to try is a larger backbone,
+#          TRAIN_OPTIONS="--layers 6 --width 256" (not yet timed on a GPU).
 # lengths  for each clip length in LENGTHS (default 60 300 600 1800 3600 s), generates
 #          CLIPS_PER_LENGTH clips of its world (default 4, one folder each, every core at once: the
 #          hour-long ones take ~90 s each) and streams each through OUT_DIR at full memory (several
@@ -63,8 +63,9 @@ train_or_resume() {
 train() {
     train_or_resume --world hard --stretch-share 0.5 --stretch-seconds 3600 \
         --time-periods 8,32,128,512,2048,8192 --no-time-ramp --time-log --question-time \
-        --count-onsets --steps "${1:-6000}" --batch "${2:-16}" --save-every 500 \
-        ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--frame-context --evidence-weight 0.3"
+        --count-spread --frame-context --evidence-weight 0.3 \
+        --steps "${1:-6000}" --batch "${2:-16}" --save-every 500 \
+        ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--layers 6 --width 256"
 }
 
 # One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
