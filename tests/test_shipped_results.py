@@ -163,3 +163,20 @@ def test_eval_memory_table_matches_the_committed_run_and_stays_flat():
     assert runs[60]["peak_rss_mib"] <= 1.5 * runs[5]["peak_rss_mib"]
     assert runs[60]["clip_seconds"] == 3600
     assert runs[60]["peak_kv_tokens"] <= 2048 + 18  # the budget plus one 2-second chunk
+
+
+def test_hard_long_stream_table_matches_the_committed_sweep():
+    """The hard world's long-stream table: accuracy and peak RSS per clip length, full memory and
+    OmniMem at 2,048 tokens, as `scripts/long_streams.py` wrote them."""
+    runs = json.loads((ROOT / "results" / "long_streams_hard.json").read_text())["runs"]
+    by = {(r["minutes"], r["policy"]): r for r in runs}
+    rows = table_after("| clip | questions | full memory: accuracy, peak RSS |")
+    assert len(rows) == 4
+    for row in rows:
+        minutes = number(row[0])
+        for policy, cell in (("full", row[2]), ("omnimem", row[3])):
+            run = by[minutes, policy]
+            accuracy, rss = (part.strip() for part in cell.split(",")[:2])
+            assert number(accuracy) == pytest.approx(100 * run["accuracy"], abs=0.05), row
+            assert number(rss) == pytest.approx(run["peak_rss_mib"], abs=0.5), row
+            assert int(row[1]) == run["n"], row
