@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from omnimem_ref.dataset import generate_dataset
 from omnimem_ref.evaluation import evaluate
@@ -71,3 +72,25 @@ def test_the_hard_checkpoint_answers_unseen_hard_clips_far_above_chance(unseen_h
     assert chance < 0.4
     assert result.accuracy >= 0.6, result.by_family
     assert result.by_family["audio"] >= 0.85, result.by_family
+
+
+def test_counting_attention_puts_one_head_on_the_fixed_token():
+    """docs/training.md, "Counting, read from attention": the spread loss sees the head average,
+    and the shipped checkpoint meets it with one head per later layer on the fixed token, whatever
+    the count (``scripts/counting_attention.py`` prints the table)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "counting_attention.py"
+    spec = importlib.util.spec_from_file_location("counting_attention", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model, tokenizer = load_model(HARD_CHECKPOINT)
+    with torch.no_grad():
+        rows = script.counting_rows(model, tokenizer, batches=2, seed=98765)
+    assert {row["layer"] for row in rows} == {2, 3}  # the second half of 4 layers
+    for layer in (2, 3):
+        heads = [row["fixed_per_head"] for row in rows if row["layer"] == layer]
+        mean = torch.tensor(heads).mean(0)
+        assert mean.max() > 0.95, (layer, mean)
+    assert "1/(k+1)" in script.report(rows)
