@@ -158,11 +158,27 @@ def test_spread_loss_is_lowest_when_each_group_gets_an_equal_share():
     assert instance_groups(onset_tokens(ev, 2), 2).tolist() == [[0, 0, 2, 2, 0, 0, 0, 0, 5, 0]]
 
 
+def test_spread_per_head_refuses_the_one_head_shortcut():
+    """Two heads, a fixed token (group 1) and one instance (group 2): one head wholly on each
+    spreads the head average evenly (log 2, the lowest), but neither head spreads; per head the
+    loss is the same only when every head spreads."""
+    groups = torch.tensor([[[1, 2]]])  # (B, Q, total)
+    split = torch.tensor([[1.0, 1e-30], [1e-30, 1.0]]).log().view(1, 2, 1, 2)  # (B, H, Q, total)
+    even = torch.full((1, 2, 1, 2), 0.5).log()
+    assert math.isclose(float(spread_loss(split, groups)), math.log(2), rel_tol=1e-5)
+    assert float(spread_loss(split, groups, per_head=True)) > 10
+    assert math.isclose(float(spread_loss(even, groups, per_head=True)), math.log(2), rel_tol=1e-5)
+
+
 def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite():
     model, batch, counting, layer_inputs, layout = hard_batch_through_model()
     onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
     spread = attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
     assert torch.isfinite(spread) and not torch.isclose(onsets, spread)
+    per_head = attention_supervision_loss(
+        model, layer_inputs, layout, batch, count_spread=True, spread_per_head=True
+    )
+    assert torch.isfinite(per_head) and per_head > spread  # each head's spread is harder to meet
     spread.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     batch.families = [[None if f == "counting" else f for f in clip] for clip in batch.families]
@@ -178,13 +194,13 @@ def test_train_tiny_records_the_when_and_counting_options(tmp_path):
         steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
         curriculum_seconds=24, log_every=1, world="hard", stretch_share=0.5,
         time_periods=(8.0, 8192.0), time_ramp=False, time_log=True, question_time=True,
-        count_onsets=True, count_spread=True,
+        count_onsets=True, count_spread=True, spread_per_head=True,
     )  # fmt: skip
     log = train_tiny(tmp_path / "ckpt", config, progress=False)
     assert all(np.isfinite(e["answer_loss"]) for e in log)
     saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
     assert saved["time_log"] and saved["question_time"] and saved["count_onsets"]
-    assert saved["count_spread"]
+    assert saved["count_spread"] and saved["spread_per_head"]
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.time_log and model.config.question_time
     assert model.time_embedding.in_features == 5

@@ -53,6 +53,7 @@ OPTIONS = {
     "--question-time": "question_time",
     "--count-onsets": "count_onsets",
     "--count-spread": "count_spread",
+    "--spread-per-head": "spread_per_head",
     "--layers": "layers",
     "--width": "width",
     "--frame-context": "frame_context",
@@ -191,6 +192,12 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         action=argparse.BooleanOptionalAction,
         help="--count-onsets, asking for an even share of that attention on each instance and "
         "on the first word, not only their total (default: no; docs/training.md)",
+    )
+    group.add_argument(
+        "--spread-per-head",
+        action=argparse.BooleanOptionalAction,
+        help="with --count-spread, ask every head for the even share, not only their average "
+        "(default: no; docs/training.md, 'Counting, read from attention')",
     )
 
 

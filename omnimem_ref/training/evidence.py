@@ -110,22 +110,34 @@ def evidence_loss(log_weights: torch.Tensor, evidence: torch.Tensor) -> torch.Te
     return -head_mean[has_evidence].mean()
 
 
-def spread_loss(log_weights: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def spread_loss(
+    log_weights: torch.Tensor, groups: torch.Tensor, per_head: bool = False
+) -> torch.Tensor:
     """Cross-entropy to an even spread over groups of evidence tokens, averaged over questions:
 
         L_spread = - mean_{questions} (1/G) Σ_g log( Σ_{j ∈ group g} (1/H) Σ_h a_hj ).
+
+    With ``per_head`` each head must spread evenly on its own, and the loss is averaged over
+    heads too: ``- mean_{questions, h} (1/G) Σ_g log Σ_{j ∈ g} a_hj``. The head average alone is
+    met by giving the fixed token one whole head and the instances the others, which leaves no
+    head whose mix of values depends on the count (docs/training.md, "Counting, read from
+    attention").
 
     ``groups`` (B, Q, total) numbers each evidence token's group (0: not evidence; the numbers
     need not be consecutive). Where :func:`evidence_loss` is content with all the mass on any one
     evidence token, this is lowest when each group holds an equal share, so a group that is one
     fixed token, beside k others, keeps 1 / (k + 1) of it (``objective``, ``count_onsets``).
     """
-    weights = log_weights.exp().mean(dim=1)  # (B, Q, total), head-averaged
+    weights = log_weights.exp()  # (B, H, Q, total)
+    if per_head:
+        groups = groups.unsqueeze(1).expand_as(weights)  # every head its own spread
+    else:
+        weights = weights.mean(dim=1)  # (B, Q, total), head-averaged
     slots = int(groups.max()) + 1
     mass = weights.new_zeros(*groups.shape[:-1], slots).scatter_add_(-1, groups, weights)
     present = torch.zeros_like(mass).scatter_add_(-1, groups, torch.ones_like(weights)) > 0
     present[..., 0] = False  # group 0 is everything that is not evidence
-    n_groups = present.sum(dim=-1)  # (B, Q)
+    n_groups = present.sum(dim=-1)  # (B, Q), or (B, H, Q) per head
     logs = mass.clamp(min=1e-12).log().masked_fill(~present, 0.0)
     asked = n_groups > 0
     if not asked.any():

@@ -110,6 +110,7 @@ def attention_supervision_loss(
     batch: Batch,
     count_onsets: bool = False,
     count_spread: bool = False,
+    spread_per_head: bool = False,
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
     half of the layers, attend to the question's own words (gather what is asked); in the second
@@ -120,7 +121,8 @@ def attention_supervision_loss(
     fixed token gives that token the weight 1 / (k + 1): the count, readable from the mix of
     values. Evidence that asks for all the mass on the instances (the default) leaves nothing
     that depends on k, and so does any share of it on that one token: ``count_spread`` asks
-    for the even spread itself (``evidence.spread_loss``)."""
+    for the even spread itself (``evidence.spread_loss``), of the head average or, with
+    ``spread_per_head``, of every head."""
     query_index = question_ends(layout, batch)
     b, n_q, _ = batch.evidence.shape
     device = batch.evidence.device
@@ -158,14 +160,20 @@ def attention_supervision_loss(
         if i < n_layers // 2:
             losses.append(evidence_loss(log_weights, words))
         elif groups is not None:
-            losses.append(_mass_and_spread(log_weights, evidence, groups, counting))
+            losses.append(
+                _mass_and_spread(log_weights, evidence, groups, counting, spread_per_head)
+            )
         else:
             losses.append(evidence_loss(log_weights, evidence))
     return torch.stack(losses).mean()
 
 
 def _mass_and_spread(
-    log_weights: torch.Tensor, evidence: torch.Tensor, groups: torch.Tensor, counting: torch.Tensor
+    log_weights: torch.Tensor,
+    evidence: torch.Tensor,
+    groups: torch.Tensor,
+    counting: torch.Tensor,
+    per_head: bool = False,
 ) -> torch.Tensor:
     """Counting questions spread their attention evenly over their instances and the fixed token
     (``spread_loss`` on ``groups``); the others put its mass on their evidence
@@ -173,7 +181,7 @@ def _mass_and_spread(
     asked = evidence.any(-1)
     spread_share = (asked & counting).sum() / asked.sum().clamp(min=1)
     mass = evidence_loss(log_weights, evidence & ~counting.unsqueeze(-1))
-    spread = spread_loss(log_weights, groups * counting.unsqueeze(-1))
+    spread = spread_loss(log_weights, groups * counting.unsqueeze(-1), per_head)
     return (1 - spread_share) * mass + spread_share * spread
 
 
@@ -190,6 +198,7 @@ def compute_loss(
     evidence_weight: float = 0.0,
     count_onsets: bool = False,
     count_spread: bool = False,
+    spread_per_head: bool = False,
 ) -> LossReport:
     prefix = prompt_ids(tokenizer, batch.patches.device)
     visual, audio, stream = stream_embeddings(model, batch)
@@ -232,7 +241,7 @@ def compute_loss(
     evidence = torch.zeros(())
     if layer_inputs is not None:
         evidence = attention_supervision_loss(
-            model, layer_inputs, layout, batch, count_onsets, count_spread
+            model, layer_inputs, layout, batch, count_onsets, count_spread, spread_per_head
         )
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

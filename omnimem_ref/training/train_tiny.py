@@ -113,6 +113,7 @@ class TrainConfig:
     # Counting questions attend to each instance's first step and one fixed token (objective.py)
     count_onsets: bool = False
     count_spread: bool = False  # ...spread evenly over them (evidence.py, ``spread_loss``)
+    spread_per_head: bool = False  # ...by every head, not only on average
     # The backbone's size (model/configuration.py, ``tiny_text_config``): heads of 32 dimensions.
     layers: int = 4
     width: int = 128
@@ -371,6 +372,7 @@ def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossR
         config.evidence_weight,
         config.count_onsets,
         config.count_spread,
+        config.spread_per_head,
     )
     run.optimizer.zero_grad(set_to_none=True)
     report.loss.backward()
