@@ -25,15 +25,7 @@ import torch
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.training.batches import make_batch
 from omnimem_ref.training.evidence import instance_groups, onset_tokens, question_attention
-from omnimem_ref.training.objective import (
-    option_logits,
-    prompt_ids,
-    question_ends,
-    stream_embeddings,
-    stream_end_seconds,
-    stream_positions,
-)
-from omnimem_ref.training.sequence import forward_sequence
+from omnimem_ref.training.objective import forward_batch, option_logits, question_ends
 from omnimem_ref.world import HARD
 
 
@@ -42,21 +34,11 @@ def counting_rows(model, tokenizer, batches: int, seed: int) -> list[dict]:
     mean share of an instance, and whether the answer was right."""
     spec = model.config.feature_spec
     rng = np.random.default_rng(seed)
-    prefix = prompt_ids(tokenizer, "cpu")
     rows = []
     for _ in range(batches):
         batch = make_batch(rng, tokenizer, spec, 4, 60.0, world=HARD)
-        visual, audio, stream = stream_embeddings(model, batch)
         layer_inputs: list[torch.Tensor] = []
-        hidden, layout = forward_sequence(
-            model,
-            prefix,
-            stream,
-            batch.question_ids,
-            layer_inputs=layer_inputs,
-            stream_positions=stream_positions(model, batch, len(prefix)),
-            asked_at=stream_end_seconds(model, batch),
-        )
+        _, _, hidden, layout = forward_batch(model, tokenizer, batch, layer_inputs)
         right = option_logits(model, hidden, layout, batch).argmax(-1) == batch.answer_index
         ends = question_ends(layout, batch)
         first_word = ends - batch.question_last

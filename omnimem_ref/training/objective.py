@@ -25,7 +25,7 @@ from omnimem_ref.training.evidence import (
     question_attention,
     spread_loss,
 )
-from omnimem_ref.training.sequence import forward_sequence
+from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
 
 
 @dataclass
@@ -190,6 +190,30 @@ def _family_mask(batch: Batch, family: str) -> torch.Tensor:
     return torch.tensor([[f == family for f in clip] for clip in batch.families])
 
 
+def forward_batch(
+    model: TinyOmniModel,
+    tokenizer: Tokenizer,
+    batch: Batch,
+    layer_inputs: list[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, SequenceLayout]:
+    """The batch as one sequence through the model, as training sees it: the prompt, the stream
+    at its (possibly stretched) positions, and every question asked at the stream's end. Returns
+    the encoded patches and audio (for the probes), the last hidden states and the layout;
+    ``layer_inputs``, if given, collects each layer's input (for attention supervision)."""
+    prefix = prompt_ids(tokenizer, batch.patches.device)
+    visual, audio, stream = stream_embeddings(model, batch)
+    hidden, layout = forward_sequence(
+        model,
+        prefix,
+        stream,
+        batch.question_ids,
+        layer_inputs=layer_inputs,
+        stream_positions=stream_positions(model, batch, len(prefix)),
+        asked_at=stream_end_seconds(model, batch),
+    )
+    return visual, audio, hidden, layout
+
+
 def compute_loss(
     model: TinyOmniModel,
     tokenizer: Tokenizer,
@@ -200,18 +224,8 @@ def compute_loss(
     count_spread: bool = False,
     spread_per_head: bool = False,
 ) -> LossReport:
-    prefix = prompt_ids(tokenizer, batch.patches.device)
-    visual, audio, stream = stream_embeddings(model, batch)
     layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
-    hidden, layout = forward_sequence(
-        model,
-        prefix,
-        stream,
-        batch.question_ids,
-        layer_inputs=layer_inputs,
-        stream_positions=stream_positions(model, batch, len(prefix)),
-        asked_at=stream_end_seconds(model, batch),
-    )
+    visual, audio, hidden, layout = forward_batch(model, tokenizer, batch, layer_inputs)
     logits = option_logits(model, hidden, layout, batch)
     answer_loss = F.cross_entropy(
         logits.flatten(0, 1).nan_to_num(neginf=-1e4),
