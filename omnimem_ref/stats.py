@@ -100,6 +100,18 @@ def _resampled_differences(
     return np.concatenate(out)
 
 
+def answered_right(record: BenchRecord, questions: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """Per question, whether ``record`` answered it right (``questions``: ``BenchResult.questions``,
+    each with its ``answer``; the record's ``predictions`` are aligned with them)."""
+    if len(record.predictions) != len(questions):
+        raise OmniMemError(
+            f"{record.policy} @ {record.budget or 'no budget'} has "
+            f"{len(record.predictions)} answers for {len(questions)} questions; "
+            "rerun `omnimem bench --json` to record every answer."
+        )
+    return [p == q["answer"] for p, q in zip(record.predictions, questions, strict=True)]
+
+
 def record_difference(
     a: BenchRecord,
     b: BenchRecord,
@@ -110,19 +122,18 @@ def record_difference(
 ) -> Interval:
     """``b``'s accuracy minus ``a``'s (points) on ``questions`` (``BenchResult.questions``, each
     with ``clip`` and ``answer``; both records' ``predictions`` are aligned with them)."""
-    for record in (a, b):
-        if len(record.predictions) != len(questions):
-            raise OmniMemError(
-                f"{record.policy} @ {record.budget or 'no budget'} has "
-                f"{len(record.predictions)} answers for {len(questions)} questions; "
-                "rerun `omnimem bench --json` to record every answer."
-            )
-    answers = [q["answer"] for q in questions]
     return paired_bootstrap(
-        [p == t for p, t in zip(a.predictions, answers, strict=True)],
-        [p == t for p, t in zip(b.predictions, answers, strict=True)],
+        answered_right(a, questions),
+        answered_right(b, questions),
         [q["clip"] for q in questions],
         n_resamples=n_resamples,
         seed=seed,
         level=level,
     )
+
+
+def accuracy_interval(record: BenchRecord, questions: Sequence[Mapping[str, Any]]) -> Interval:
+    """``record``'s accuracy (%) with its 95% bootstrap interval over clips: the difference from
+    answering nothing right, so clips are resampled exactly as for every difference above."""
+    right = answered_right(record, questions)
+    return paired_bootstrap([False] * len(right), right, [q["clip"] for q in questions])

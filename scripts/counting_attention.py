@@ -21,15 +21,19 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from omnimem_ref.model.checkpoint import load_model
+from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.training.batches import make_batch
 from omnimem_ref.training.evidence import instance_groups, onset_tokens, question_attention
 from omnimem_ref.training.objective import forward_batch, option_logits, question_ends
 from omnimem_ref.world import HARD
 
 
-def counting_rows(model, tokenizer, batches: int, seed: int) -> list[dict]:
+def counting_rows(
+    model: TinyOmniModel, tokenizer: Tokenizer, batches: int, seed: int
+) -> list[dict]:
     """One row per counting question and later layer: k, the fixed token's weight per head, the
     mean share of an instance, and whether the answer was right."""
     spec = model.config.feature_spec
@@ -46,30 +50,35 @@ def counting_rows(model, tokenizer, batches: int, seed: int) -> list[dict]:
         groups = instance_groups(onset_tokens(batch.evidence, per_step), per_step)
         positions = layout.positions().unsqueeze(0).expand(len(batch.families), -1)
         stream_slice = slice(layout.prefix, layout.prefix + layout.stream)
+        asked = [  # (b, q, the group number of each instance) of every counting question
+            (b, q, sorted(set(groups[b, q][groups[b, q] > 0].tolist())))
+            for b, families in enumerate(batch.families)
+            for q, family in enumerate(families)
+            if family == "counting"
+        ]
         for layer in range(len(layer_inputs) // 2, len(layer_inputs)):
             weights = question_attention(
                 model, layer, layer_inputs[layer], positions, ends, layout.visibility()
             ).exp()  # (B, heads, Q, total)
-            for b, families in enumerate(batch.families):
-                for q, family in enumerate(families):
-                    instances = sorted(set(groups[b, q][groups[b, q] > 0].tolist()))
-                    if family != "counting" or not instances:
-                        continue
-                    in_stream = weights[b, :, q, stream_slice].mean(0)
-                    shares = [in_stream[groups[b, q] == i].sum().item() for i in instances]
-                    rows.append(
-                        {
-                            "layer": layer,
-                            "k": len(instances),
-                            "fixed_per_head": weights[b, :, q, first_word[b, q]].tolist(),
-                            "instance_share": float(np.mean(shares)),
-                            "right": bool(right[b, q]),
-                        }
-                    )
+            for b, q, instances in asked:
+                if not instances:
+                    continue
+                in_stream = weights[b, :, q, stream_slice].mean(0)
+                shares = [in_stream[groups[b, q] == i].sum().item() for i in instances]
+                rows.append(
+                    {
+                        "layer": layer,
+                        "k": len(instances),
+                        "fixed_per_head": weights[b, :, q, first_word[b, q]].tolist(),
+                        "instance_share": float(np.mean(shares)),
+                        "right": bool(right[b, q]),
+                    }
+                )
     return rows
 
 
 def report(rows: list[dict]) -> str:
+    """The table: one line per later layer and count k, averaged over its questions."""
     by = defaultdict(list)
     for row in rows:
         by[row["layer"], row["k"]].append(row)

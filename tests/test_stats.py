@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from omnimem_ref.benchmark import BenchRecord, BenchResult, report, write_json
-from omnimem_ref.stats import Interval, paired_bootstrap, record_difference
+from omnimem_ref.errors import OmniMemError
+from omnimem_ref.stats import (
+    Interval,
+    accuracy_interval,
+    answered_right,
+    paired_bootstrap,
+    record_difference,
+)
 from tests.cli_runner import run_cli
 
 CLIPS, PER_CLIP = 20, 4
@@ -162,6 +169,13 @@ HALF = hits(lambda c, i: i < 2)
 def test_record_difference_reads_the_predictions():
     interval = record_difference(record("a", "0.1", QUARTER), record("b", "0.1", HALF), QUESTIONS)
     assert interval == Interval(25.0, 25.0, 25.0)  # +25 points on every clip
+
+
+def test_accuracy_interval_is_the_accuracy_with_clips_resampled():
+    assert answered_right(record("a", "0.1", QUARTER), QUESTIONS) == QUARTER
+    assert accuracy_interval(record("a", "0.1", QUARTER), QUESTIONS) == Interval(25.0, 25.0, 25.0)
+    with pytest.raises(OmniMemError, match="rerun `omnimem bench --json`"):
+        answered_right(record("a", "0.1", QUARTER[:-1]), QUESTIONS)
 
 
 def difference_rows(text: str) -> list[str]:
