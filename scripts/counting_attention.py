@@ -1,10 +1,10 @@
-"""Does a checkpoint count the way `--count-spread` asks? Its attention on counting questions.
+"""Does a checkpoint count as `--count-target spread` asks? Its attention on counting questions.
 
     python scripts/counting_attention.py omnimem_ref/checkpoints/tinyomni-hard --batches 12
 
-`--count-spread` (docs/training.md, "When and how many") asks a counting question's last token,
-in the second half of the layers, to spread its attention evenly over the k instances of what it
-counts and one fixed token (the question's first word), so that the fixed token keeps
+`--count-target spread` (docs/training.md, "When and how many") asks a counting question's last
+token, in the second half of the layers, to spread its attention evenly over the k instances of
+what it counts and one fixed token (the question's first word), so that the fixed token keeps
 
     a_fixed = 1 / (k + 1),
 

@@ -63,7 +63,7 @@ train_or_resume() {
 train() {
     train_or_resume --world hard --stretch-share 0.5 --stretch-seconds 3600 \
         --time-periods 8,32,128,512,2048,8192 --no-time-ramp --time-log --question-time \
-        --count-spread --frame-context --evidence-weight 0.3 \
+        --count-target spread --frame-context --evidence-weight 0.3 \
         --steps "${1:-6000}" --batch "${2:-16}" --save-every 500 \
         ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--layers 6 --width 256"
 }

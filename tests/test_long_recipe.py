@@ -28,7 +28,7 @@ from omnimem_ref.training.batches import make_batch, stretch_factor, stretch_ste
 from omnimem_ref.training.finetune import FinetuneConfig, finetune
 from omnimem_ref.training.objective import stream_embeddings, stream_positions
 from omnimem_ref.training.sequence import forward_sequence
-from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
+from omnimem_ref.training.train_tiny import TrainConfig, duration_for_step, train_tiny
 from omnimem_ref.world import HARD
 from tests.cli_runner import run_cli
 from tests.model_fixtures import tiny_model
@@ -161,6 +161,40 @@ def test_train_tiny_trains_the_long_recipe_on_the_hard_world(tmp_path):
     assert model.config.max_seconds == 3600.0 and not model.config.time_ramp
     assert model.time_embedding.in_features == 12
     assert trained_world(tmp_path / "ckpt") == "hard"
+
+
+def test_train_tiny_asks_only_the_families_named(tmp_path):
+    """``--families`` (a short check): the batches ask those families and no other, the log
+    tracks them alone, and the run records them, so resuming with others is refused."""
+    config = TrainConfig(
+        steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
+        log_every=1, world="hard", families=("counting", "when"),
+    )  # fmt: skip
+    log = train_tiny(tmp_path / "ckpt", config, progress=False)
+    assert [list(e["accuracy"]) for e in log] == [["counting", "when"]] * 2
+    saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
+    assert saved["families"] == ["counting", "when"]
+    assert TrainConfig(**saved).families == ("counting", "when")  # as resuming compares it
+
+
+def test_short_max_seconds_caps_the_curriculum_too():
+    """The first half's curriculum (64 s by default) never draws past ``max_seconds``: the model
+    records ``max_seconds`` as the latest time it saw."""
+    config = TrainConfig(steps=100, max_seconds=24)
+    rng = np.random.default_rng(0)
+    early = [duration_for_step(config, 0, rng) for _ in range(200)]
+    assert max(early) <= 24 and min(early) >= config.min_seconds
+
+
+def test_train_tiny_refuses_families_its_world_does_not_ask(tmp_path, capsys):
+    out = str(tmp_path / "x")
+    code, _, err = run_cli(capsys, "train-tiny", "--out", out, "--families", "counting")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "The classic world does not ask counting questions" in err
+    assert not (tmp_path / "x").exists()  # refused before any work
+    with pytest.raises(SystemExit):  # argparse's own refusal, after the usage line
+        run_cli(capsys, "train-tiny", "--out", out, "--families", "countin")
+    assert "--families takes a comma-separated list" in capsys.readouterr().err
 
 
 def test_finetuning_draws_from_the_world_its_base_model_learned(tmp_path):

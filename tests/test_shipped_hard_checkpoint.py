@@ -8,6 +8,7 @@ world on clips it has never seen: far above chance, as the 200-clip evaluation s
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 from omnimem_ref.dataset import generate_dataset
 from omnimem_ref.evaluation import evaluate
 from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT, load_model, trained_world
+from omnimem_ref.training.train_tiny import TrainConfig
 from omnimem_ref.world import HARD
 
 HARD_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "tinyomni-hard"
@@ -31,8 +33,7 @@ RECIPE = {
     "time_ramp": False,
     "time_log": True,
     "question_time": True,
-    "count_onsets": False,
-    "count_spread": True,
+    "count_target": "spread",
     "frame_context": True,
     "evidence_weight": 0.3,
     "layers": 4,
@@ -42,8 +43,13 @@ RECIPE = {
 
 def test_the_hard_checkpoint_was_trained_with_the_documented_recipe():
     training = json.loads((HARD_CHECKPOINT / "training.json").read_text())
-    config = training["train_config"]
+    config = asdict(TrainConfig.from_saved(training["train_config"]))
+    config["time_periods"] = list(config["time_periods"])
     assert {key: config[key] for key in RECIPE} == RECIPE
+    # saved before count_target existed, as the flags count_onsets=False, count_spread=True
+    assert (
+        training["train_config"]["count_spread"] and "count_target" not in training["train_config"]
+    )
     assert training["step"] == RECIPE["steps"]  # a finished run, not a half-way save
     assert not (HARD_CHECKPOINT / "resume").exists()
     assert trained_world(HARD_CHECKPOINT) == "hard"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
+import pytest
 import torch
 
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.model.configuration import TinyOmniConfig, tiny_text_config
@@ -127,16 +130,16 @@ def hard_batch_through_model():
 
 
 def test_count_onsets_moves_the_counting_target_and_nothing_else():
-    """With ``count_onsets`` only counting questions get another target (so only their loss
+    """With the ``onsets`` target only counting questions get another target (so only their loss
     changes), and the loss stays finite."""
     model, batch, counting, layer_inputs, layout = hard_batch_through_model()
     plain = attention_supervision_loss(model, layer_inputs, layout, batch)
-    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
+    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, "onsets")
     assert torch.isfinite(onsets) and not torch.isclose(plain, onsets)
     # without counting questions in the batch, the option changes nothing
     batch.families = [[None if f == "counting" else f for f in clip] for clip in batch.families]
     batch.evidence[counting] = False
-    same = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
+    same = attention_supervision_loss(model, layer_inputs, layout, batch, "onsets")
     assert torch.isclose(attention_supervision_loss(model, layer_inputs, layout, batch), same)
 
 
@@ -172,12 +175,10 @@ def test_spread_per_head_refuses_the_one_head_shortcut():
 
 def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite():
     model, batch, counting, layer_inputs, layout = hard_batch_through_model()
-    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, count_onsets=True)
-    spread = attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
+    onsets = attention_supervision_loss(model, layer_inputs, layout, batch, "onsets")
+    spread = attention_supervision_loss(model, layer_inputs, layout, batch, "spread")
     assert torch.isfinite(spread) and not torch.isclose(onsets, spread)
-    per_head = attention_supervision_loss(
-        model, layer_inputs, layout, batch, count_spread=True, spread_per_head=True
-    )
+    per_head = attention_supervision_loss(model, layer_inputs, layout, batch, "spread-per-head")
     assert torch.isfinite(per_head) and per_head > spread  # each head's spread is harder to meet
     spread.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -185,7 +186,7 @@ def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite(
     batch.evidence[counting] = False
     plain = attention_supervision_loss(model, layer_inputs, layout, batch)
     assert torch.isclose(
-        plain, attention_supervision_loss(model, layer_inputs, layout, batch, count_spread=True)
+        plain, attention_supervision_loss(model, layer_inputs, layout, batch, "spread")
     )
 
 
@@ -194,13 +195,14 @@ def test_train_tiny_records_the_when_and_counting_options(tmp_path):
         steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
         curriculum_seconds=24, log_every=1, world="hard", stretch_share=0.5,
         time_periods=(8.0, 8192.0), time_ramp=False, time_log=True, question_time=True,
-        count_onsets=True, count_spread=True, spread_per_head=True,
+        count_target="spread-per-head",
     )  # fmt: skip
     log = train_tiny(tmp_path / "ckpt", config, progress=False)
     assert all(np.isfinite(e["answer_loss"]) for e in log)
     saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
-    assert saved["time_log"] and saved["question_time"] and saved["count_onsets"]
-    assert saved["count_spread"] and saved["spread_per_head"]
+    assert saved["time_log"] and saved["question_time"]
+    assert saved["count_target"] == "spread-per-head"
+    assert TrainConfig.from_saved(saved) == config  # as resuming reads it back
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.time_log and model.config.question_time
     assert model.time_embedding.in_features == 5
@@ -222,3 +224,29 @@ def test_train_tiny_trains_a_backbone_of_another_size(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train-tiny", "--out", str(tmp_path / "x"), "--width", "100")
     assert code != 0 and "--width" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "target"),
+    [
+        ({}, "instances"),
+        ({"count_onsets": True}, "onsets"),
+        ({"count_onsets": False, "count_spread": True}, "spread"),
+        ({"count_spread": True, "spread_per_head": True}, "spread-per-head"),
+        ({"spread_per_head": True}, "instances"),  # it did nothing without count_spread
+    ],
+)
+def test_runs_saved_with_the_three_old_counting_flags_read_as_one_target(flags, target):
+    """Checkpoints saved before ``count_target`` (the shipped hard one among them) recorded it
+    as three flags; they load, and resume, as the target those flags trained with."""
+    saved = asdict(TrainConfig(world="hard"))
+    del saved["count_target"]
+    assert TrainConfig.from_saved({**saved, **flags}).count_target == target
+
+
+def test_an_unknown_count_target_is_refused_in_one_sentence(tmp_path, capsys):
+    with pytest.raises(OmniMemError, match="--count-target must be one of instances, onsets"):
+        TrainConfig(count_target="spread-evenly")
+    with pytest.raises(SystemExit):  # argparse's own refusal, after the usage line
+        run_cli(capsys, "train-tiny", "--out", str(tmp_path / "x"), "--count-target", "all")
+    assert "invalid choice: 'all'" in capsys.readouterr().err

@@ -29,8 +29,9 @@ from omnimem_ref.commands import (
     require_at_least_one,
 )
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.training.objective import COUNT_TARGETS
 from omnimem_ref.training.train_tiny import FREE_ON_RESUME, TrainConfig, saved_run, train_tiny
-from omnimem_ref.world import PRESETS
+from omnimem_ref.world.presets import PRESETS, parse_families
 
 # option -> the TrainConfig field it sets. These options default to None (left out): a new run
 # then takes TrainConfig's default, a resumed one the value it was started with.
@@ -45,15 +46,14 @@ OPTIONS = {
     "--save-every": "checkpoint_every",
     "--log-every": "log_every",
     "--world": "world",
+    "--families": "families",
     "--stretch-share": "stretch_share",
     "--stretch-seconds": "stretch_seconds",
     "--time-periods": "time_periods",
     "--time-ramp": "time_ramp",
     "--time-log": "time_log",
     "--question-time": "question_time",
-    "--count-onsets": "count_onsets",
-    "--count-spread": "count_spread",
-    "--spread-per-head": "spread_per_head",
+    "--count-target": "count_target",
     "--layers": "layers",
     "--width": "width",
     "--frame-context": "frame_context",
@@ -144,6 +144,13 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         "docs/world.md)",
     )
     group.add_argument(
+        "--families",
+        type=families_option,
+        metavar="LIST",
+        help="ask only these of the world's question families, comma-separated (default: all; "
+        "a short check of a few families learns them in fewer steps)",
+    )
+    group.add_argument(
         "--stretch-share",
         type=float,
         metavar="F",
@@ -182,23 +189,21 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         help="give questions the time features of the moment they are asked (default: no)",
     )
     group.add_argument(
-        "--count-onsets",
-        action=argparse.BooleanOptionalAction,
-        help="supervise counting questions' attention towards each instance's first step and "
-        "the question's first word (default: no; docs/training.md)",
+        "--count-target",
+        choices=COUNT_TARGETS,
+        help="what counting questions' attention is supervised towards: all of each instance "
+        "(instances), each instance's first step and one fixed token (onsets), an even share on "
+        "each of those (spread), from every head (spread-per-head) (default: "
+        f"{defaults.count_target}; docs/training.md, 'When and how many')",
     )
-    group.add_argument(
-        "--count-spread",
-        action=argparse.BooleanOptionalAction,
-        help="--count-onsets, asking for an even share of that attention on each instance and "
-        "on the first word, not only their total (default: no; docs/training.md)",
-    )
-    group.add_argument(
-        "--spread-per-head",
-        action=argparse.BooleanOptionalAction,
-        help="with --count-spread, ask every head for the even share, not only their average "
-        "(default: no; docs/training.md, 'Counting, read from attention')",
-    )
+
+
+def families_option(text: str) -> tuple[str, ...]:
+    """``--families`` as argparse wants it: a bad list is a usage error, not a traceback."""
+    try:
+        return parse_families(text)
+    except OmniMemError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_periods(text: str) -> tuple[float, ...]:

@@ -126,7 +126,7 @@ def spread_loss(
     ``groups`` (B, Q, total) numbers each evidence token's group (0: not evidence; the numbers
     need not be consecutive). Where :func:`evidence_loss` is content with all the mass on any one
     evidence token, this is lowest when each group holds an equal share, so a group that is one
-    fixed token, beside k others, keeps 1 / (k + 1) of it (``objective``, ``count_onsets``).
+    fixed token, beside k others, keeps 1 / (k + 1) of it (``objective``, ``COUNT_TARGETS``).
     """
     weights = log_weights.exp()  # (B, H, Q, total)
     if per_head:

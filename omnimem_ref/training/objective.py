@@ -27,6 +27,12 @@ from omnimem_ref.training.evidence import (
 )
 from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
 
+# What a counting question's attention is asked for, in the later layers (``attention_supervision
+# _loss``), each including the one before: all of each instance's tokens, as any question's
+# evidence; each instance's first step and one fixed token; an even share of the attention on
+# each of those; that even share from every head, not only from their average.
+COUNT_TARGETS = ("instances", "onsets", "spread", "spread-per-head")
+
 
 @dataclass
 class LossReport:
@@ -108,30 +114,32 @@ def attention_supervision_loss(
     layer_inputs: list[torch.Tensor],
     layout,
     batch: Batch,
-    count_onsets: bool = False,
-    count_spread: bool = False,
-    spread_per_head: bool = False,
+    count_target: str = "instances",
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
     half of the layers, attend to the question's own words (gather what is asked); in the second
     half, attend to the stream tokens that answer it (retrieve).
 
-    With ``count_onsets``, a counting question's evidence is the first step of each instance
-    plus the question's first word. Softmax attention spread evenly over k instances and one
-    fixed token gives that token the weight 1 / (k + 1): the count, readable from the mix of
-    values. Evidence that asks for all the mass on the instances (the default) leaves nothing
-    that depends on k, and so does any share of it on that one token: ``count_spread`` asks
-    for the even spread itself (``evidence.spread_loss``), of the head average or, with
-    ``spread_per_head``, of every head."""
+    ``count_target`` (``COUNT_TARGETS``) says what a counting question attends to. Softmax
+    attention spread evenly over k instances and one fixed token gives that token the weight
+    1 / (k + 1): the count, readable from the mix of values. Evidence that asks for all the mass
+    on the instances (``instances``, as for every other question) leaves nothing that depends on
+    k; ``onsets`` moves it to the first step of each instance plus the question's first word,
+    which still leaves nothing that depends on k, since the mass may sit on that one token;
+    ``spread`` asks for the even spread itself (``evidence.spread_loss``) of the head average,
+    and ``spread-per-head`` of every head."""
+    if count_target not in COUNT_TARGETS:
+        raise ValueError(f"count_target must be one of {COUNT_TARGETS}, got {count_target!r}")
+    onsets_and_sink = count_target != "instances"
+    even_spread = count_target.startswith("spread")
     query_index = question_ends(layout, batch)
     b, n_q, _ = batch.evidence.shape
     device = batch.evidence.device
     in_stream = batch.evidence
     counting = _family_mask(batch, "counting").to(device)  # (B, Q)
-    count_onsets = count_onsets or count_spread
     tokens_per_step = model.config.feature_spec.tokens_per_step
     stream = slice(layout.prefix, layout.prefix + layout.stream)
-    if count_onsets and counting.any():
+    if onsets_and_sink and counting.any():
         onsets = onset_tokens(in_stream, tokens_per_step)
         in_stream = torch.where(counting.unsqueeze(-1), onsets, in_stream)
     evidence = torch.zeros(b, n_q, layout.total, dtype=torch.bool, device=device)
@@ -141,12 +149,12 @@ def attention_supervision_loss(
     first = query_index - batch.question_last  # (B, Q)
     words = (sequence >= first.unsqueeze(-1)) & (sequence <= query_index.unsqueeze(-1))
     words &= batch.evidence.any(-1, keepdim=True)  # padding questions have no target
-    if count_onsets:
+    if onsets_and_sink:
         # the fixed token (an "attention sink"): each counting question's first word
         sink = (sequence == first.unsqueeze(-1)) & counting.unsqueeze(-1)
         evidence |= sink
     groups = None
-    if count_spread:  # each instance a group of its own, and the sink one more (spread_loss)
+    if even_spread:  # each instance a group of its own, and the sink one more (spread_loss)
         groups = torch.zeros(b, n_q, layout.total, dtype=torch.long, device=device)
         if counting.any():
             groups[..., stream] = instance_groups(onsets, tokens_per_step)
@@ -161,7 +169,9 @@ def attention_supervision_loss(
             losses.append(evidence_loss(log_weights, words))
         elif groups is not None:
             losses.append(
-                _mass_and_spread(log_weights, evidence, groups, counting, spread_per_head)
+                _mass_and_spread(
+                    log_weights, evidence, groups, counting, count_target == "spread-per-head"
+                )
             )
         else:
             losses.append(evidence_loss(log_weights, evidence))
@@ -220,9 +230,7 @@ def compute_loss(
     batch: Batch,
     probe_weight: float = 1.0,
     evidence_weight: float = 0.0,
-    count_onsets: bool = False,
-    count_spread: bool = False,
-    spread_per_head: bool = False,
+    count_target: str = "instances",
 ) -> LossReport:
     layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
     visual, audio, hidden, layout = forward_batch(model, tokenizer, batch, layer_inputs)
@@ -254,8 +262,6 @@ def compute_loss(
     loss = answer_loss + probe_weight * probe
     evidence = torch.zeros(())
     if layer_inputs is not None:
-        evidence = attention_supervision_loss(
-            model, layer_inputs, layout, batch, count_onsets, count_spread, spread_per_head
-        )
+        evidence = attention_supervision_loss(model, layer_inputs, layout, batch, count_target)
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

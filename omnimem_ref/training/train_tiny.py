@@ -14,7 +14,8 @@ steps (``results/train_tiny_gpu.log.jsonl``).
 
 Worlds and long streams. ``world`` picks the preset clips and questions come from (``classic``,
 the default and the shipped checkpoint's, or ``hard``; ``docs/world.md``); the accuracy log has
-one entry per family that world asks. ``stretch_share`` of the batches stand for clips up to
+one entry per family that world asks (``families`` keeps only some of them, for short checks).
+``stretch_share`` of the batches stand for clips up to
 ``stretch_seconds`` long (``batches.stretched``), and ``time_periods`` / ``time_ramp`` choose the
 time features, so a model trained on two-minute clips can answer over an hour (``docs/training.md``
 says why and how). Every one of these is part of the ``TrainConfig`` that ``training.json`` keeps,
@@ -71,8 +72,8 @@ from omnimem_ref.model.configuration import (
 from omnimem_ref.model.modeling import TinyOmniModel
 from omnimem_ref.model.tokenizer import build_tokenizer, prompt_length
 from omnimem_ref.training.batches import Batch, make_batch, stretch_factor, stretched
-from omnimem_ref.training.objective import LossReport, compute_loss
-from omnimem_ref.world.presets import preset
+from omnimem_ref.training.objective import COUNT_TARGETS, LossReport, compute_loss
+from omnimem_ref.world.presets import World, check_world, preset
 
 RESUME_FOLDER = "resume"
 TRAINER_FILE = "trainer.pt"
@@ -101,6 +102,7 @@ class TrainConfig:
     log_every: int = 25
     checkpoint_every: int = 250  # saves what resuming needs too (module docstring)
     world: str = "classic"  # the preset clips and questions are drawn from (world/presets.py)
+    families: tuple[str, ...] = ()  # the world's question families asked in training; (): all
     # Long streams (docs/training.md): this share of batches stands for clips up to
     # ``stretch_seconds`` long (training/batches.py, ``stretched``)...
     stretch_share: float = 0.0
@@ -110,10 +112,8 @@ class TrainConfig:
     time_ramp: bool = True
     time_log: bool = False  # add the log time feature (model/modeling.py, ``time_features``)
     question_time: bool = False  # questions carry the time they are asked at
-    # Counting questions attend to each instance's first step and one fixed token (objective.py)
-    count_onsets: bool = False
-    count_spread: bool = False  # ...spread evenly over them (evidence.py, ``spread_loss``)
-    spread_per_head: bool = False  # ...by every head, not only on average
+    # What counting questions' attention is supervised towards (objective.py, ``COUNT_TARGETS``)
+    count_target: str = "instances"
     # The backbone's size (model/configuration.py, ``tiny_text_config``): heads of 32 dimensions.
     layers: int = 4
     width: int = 128
@@ -123,6 +123,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
         self.time_periods = tuple(float(p) for p in self.time_periods)
+        self.families = tuple(self.families)
+        if self.count_target not in COUNT_TARGETS:
+            raise OmniMemError(
+                f"--count-target must be one of {', '.join(COUNT_TARGETS)}, "
+                f"got {self.count_target!r}."
+            )
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> TrainConfig:
+        """The config a ``training.json`` recorded. Keys it lacks take today's defaults (the
+        defaults of its day); runs saved before ``count_target`` existed recorded it as three
+        flags, each implying the one before (``legacy_count_target``)."""
+        saved = dict(saved)
+        legacy = {k: bool(saved.pop(k, False)) for k in LEGACY_COUNT_FLAGS}
+        if any(legacy.values()):
+            saved["count_target"] = legacy_count_target(**legacy)
+        return cls(**saved)
 
     @property
     def longest_seconds(self) -> float:
@@ -133,8 +150,22 @@ class TrainConfig:
         return self.max_seconds
 
 
+LEGACY_COUNT_FLAGS = ("count_onsets", "count_spread", "spread_per_head")
+
+
+def legacy_count_target(count_onsets: bool, count_spread: bool, spread_per_head: bool) -> str:
+    """``count_target`` for the three flags older runs saved (``spread_per_head`` did nothing
+    without ``count_spread``; ``count_spread`` implied ``count_onsets``)."""
+    if count_spread:
+        return "spread-per-head" if spread_per_head else "spread"
+    return "onsets" if count_onsets else "instances"
+
+
 def duration_for_step(config: TrainConfig, step: int, rng: np.random.Generator) -> float:
-    longest = config.curriculum_seconds if step < config.steps // 2 else config.max_seconds
+    """A clip length for ``step``: up to ``curriculum_seconds`` in the first half of the run,
+    up to ``max_seconds`` after (never past it, however short ``max_seconds`` is)."""
+    curriculum = min(config.curriculum_seconds, config.max_seconds)
+    longest = curriculum if step < config.steps // 2 else config.max_seconds
     return float(rng.uniform(config.min_seconds, longest))
 
 
@@ -207,7 +238,7 @@ class SyntheticBatches(IterableDataset):
         rng = np.random.default_rng()
         rng.bit_generator.state = self.position.rng_states[first % n_workers]
         tokenizer = build_tokenizer()
-        config, world = self.config, preset(self.config.world)
+        config, world = self.config, training_world(self.config)
         for step in range(first, config.steps, n_workers):
             duration = duration_for_step(config, step, rng)
             size = batch_size_for(config, duration)
@@ -276,9 +307,22 @@ class Run:
         return self.position.next_step
 
 
+def training_world(config: TrainConfig) -> World:
+    """The world batches are drawn from: ``config.world``'s preset, asking only
+    ``config.families`` when some are named (a short check of a few families trains faster)."""
+    world = preset(config.world)
+    missing = [f for f in config.families if f not in world.families]
+    if missing:
+        raise OmniMemError(
+            f"The {config.world} world does not ask {', '.join(missing)} questions; choose "
+            f"--families among {', '.join(world.families)}, or another --world."
+        )
+    return world.overridden(families=config.families or None)
+
+
 def families(config: TrainConfig) -> tuple[str, ...]:
-    """The question families ``config``'s world asks (classic: the four; hard: all six)."""
-    return preset(config.world).families
+    """The question families training asks (classic: the four; hard: all six; or those named)."""
+    return training_world(config).families
 
 
 def empty_window(config: TrainConfig) -> dict[str, list[bool]]:
@@ -299,7 +343,7 @@ def new_run(out_dir: Path, config: TrainConfig, device: str) -> Run:
             f"{out_dir} holds an unfinished run; continue it with --resume {out_dir}, "
             "or delete it or choose another --out to start afresh."
         )
-    preset(config.world)  # refuse an unknown world before any work
+    check_world(training_world(config))  # refuse an unknown world or families before any work
     model = new_model(config)
     optimizer = make_optimizer(model, config, device)
     start = StreamPosition.start(config)
@@ -370,9 +414,7 @@ def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossR
         batch,
         config.probe_weight,
         config.evidence_weight,
-        config.count_onsets,
-        config.count_spread,
-        config.spread_per_head,
+        config.count_target,
     )
     run.optimizer.zero_grad(set_to_none=True)
     report.loss.backward()
@@ -441,7 +483,7 @@ def saved_run(out_dir: str | Path) -> SavedRun:
     recover_folder(out_dir)
     try:
         saved = json.loads((out_dir / "training.json").read_text())
-        config = TrainConfig(**saved["train_config"])  # keys it lacks: the defaults of then
+        config = TrainConfig.from_saved(saved["train_config"])
         return SavedRun(config, int(saved["step"]), saved["log"])
     except (OSError, ValueError, KeyError, TypeError):
         raise OmniMemError(
