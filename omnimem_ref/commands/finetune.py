@@ -17,6 +17,7 @@ from omnimem_ref.commands import (
     require_at_least_one,
 )
 from omnimem_ref.errors import OmniMemError
+from omnimem_ref.world.presets import parse_range
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--clips", type=int, default=4, help="clips per batch")
+    parser.add_argument(
+        "--seconds",
+        default="16-64",
+        metavar="MIN-MAX",
+        help="length of the training clips, drawn per batch (default 16-64; the hard world's "
+        "test clips are 60-120 s long)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
     parser.add_argument(
@@ -63,9 +71,22 @@ def parse_fractions(text: str) -> tuple[float, ...]:
     return values
 
 
+def parse_seconds(text: str) -> tuple[float, float]:
+    """``"60-120"`` -> (60.0, 120.0): training clips of at least 16 s, the shortest TinyOmni
+    was trained on, and at most an hour."""
+    shortest, longest = parse_range(text, "--seconds")
+    if not 16 <= shortest <= longest <= 3600:
+        raise OmniMemError(
+            f"--seconds {text!r} is not valid; give clip lengths from 16 to 3600 seconds, "
+            "such as 60-120."
+        )
+    return shortest, longest
+
+
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     budgets = parse_fractions(args.budgets)
+    shortest, longest = parse_seconds(args.seconds)
     require_at_least_one(args, "--steps", "--clips", "--rank")
     check_device(args.device)
     from omnimem_ref.model.checkpoint import load_model, trained_world  # torch loads slowly
@@ -82,6 +103,8 @@ def run(args: argparse.Namespace) -> None:
         budgets=budgets,
         steps=args.steps,
         clips_per_batch=args.clips,
+        min_seconds=shortest,
+        max_seconds=longest,
         learning_rate=args.lr,
         rank=args.rank,
         alpha=2 * args.rank,

@@ -243,6 +243,7 @@ def finetune(
                 {
                     "step": step + 1,
                     "seconds": round(time.time() - start, 1),
+                    "clip_seconds": round(batch.patches.shape[1] * spec.step_seconds),
                     "loss": round(float(np.mean(losses)), 4),
                     "accuracy": window_accuracy(window),
                 }
