@@ -27,8 +27,8 @@ from omnimem_ref.training.evidence import (
 )
 from omnimem_ref.training.sequence import SequenceLayout, forward_sequence
 
-# What a counting question's attention is asked for, in the later layers (``attention_supervision
-# _loss``), each including the one before: all of each instance's tokens, as any question's
+# What a counting question's attention is asked for in the later layers, each target built on the
+# one before (``attention_supervision_loss``): all of each instance's tokens, as any question's
 # evidence; each instance's first step and one fixed token; an even share of the attention on
 # each of those; that even share from every head, not only from their average.
 COUNT_TARGETS = ("instances", "onsets", "spread", "spread-per-head")

@@ -15,10 +15,10 @@ steps (``results/train_tiny_gpu.log.jsonl``).
 Worlds and long streams. ``world`` picks the preset clips and questions come from (``classic``,
 the default and the shipped checkpoint's, or ``hard``; ``docs/world.md``); the accuracy log has
 one entry per family that world asks (``families`` keeps only some of them, for short checks).
-``stretch_share`` of the batches stand for clips up to
-``stretch_seconds`` long (``batches.stretched``), and ``time_periods`` / ``time_ramp`` choose the
-time features, so a model trained on two-minute clips can answer over an hour (``docs/training.md``
-says why and how). Every one of these is part of the ``TrainConfig`` that ``training.json`` keeps,
+``stretch_share`` of the batches stand for clips up to ``stretch_seconds`` long
+(``batches.stretched``), and ``time_periods`` / ``time_ramp`` choose the time features, so a
+model trained on two-minute clips can answer over an hour (``docs/training.md`` says why and
+how). Every one of these is part of the ``TrainConfig`` that ``training.json`` keeps,
 so resuming with a different one is refused like any other setting.
 
 Resuming. A long CPU run can be split into several sittings. Every ``checkpoint_every`` steps
