@@ -171,11 +171,16 @@ def test_cli_refuses_bad_finetune_budgets(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("seconds", "message"),
-    [("5-10", "from 16 to 3600 seconds"), ("90-60", "MIN-MAX"), ("long", "MIN-MAX")],
+    ("option", "message"),
+    [
+        (["--seconds", "5-10"], "from 16 to 3600 seconds"),
+        (["--seconds", "90-60"], "MIN-MAX"),
+        (["--seconds", "long"], "MIN-MAX"),
+        (["--full-share", "1"], "--full-share must be at least 0 and below 1"),
+    ],
 )
-def test_cli_refuses_bad_finetune_clip_lengths(capsys, tmp_path, seconds, message):
-    code = main(["finetune", "--out", str(tmp_path / "a"), "--seconds", seconds])
+def test_cli_refuses_bad_finetune_clip_lengths_and_shares(capsys, tmp_path, option, message):
+    code = main(["finetune", "--out", str(tmp_path / "a"), *option])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
@@ -184,10 +189,11 @@ def test_cli_refuses_bad_finetune_clip_lengths(capsys, tmp_path, seconds, messag
 def test_finetune_trains_on_the_clip_lengths_asked_for(tmp_path, capsys):
     """``--seconds 20-24``: every batch's clips are that long, and the adapter records it."""
     out = tmp_path / "a"
-    argv = ["--steps", "2", "--clips", "1", "--seconds", "20-24"]
+    argv = ["--steps", "2", "--clips", "1", "--seconds", "20-24", "--full-share", "0.5"]
     code = main(["finetune", "--out", str(out), *argv, "--budgets", "0.2"])
     assert code == 0, capsys.readouterr().err
     saved = json.loads((out / "omnimem_adapter.json").read_text())
     assert saved["finetune_config"]["min_seconds"] == 20
     assert saved["finetune_config"]["max_seconds"] == 24
+    assert saved["finetune_config"]["full_memory_share"] == 0.5
     assert saved["log"] and all(20 <= entry["clip_seconds"] <= 24 for entry in saved["log"])

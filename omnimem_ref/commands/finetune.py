@@ -38,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="length of the training clips, drawn per batch (default 16-64; the hard world's "
         "test clips are 60-120 s long)",
     )
+    parser.add_argument(
+        "--full-share",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of batches trained with full memory, so the adapter keeps the base model's "
+        "answers there too (default 0.2)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
     parser.add_argument(
@@ -87,6 +95,11 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     budgets = parse_fractions(args.budgets)
     shortest, longest = parse_seconds(args.seconds)
+    if not 0 <= args.full_share < 1:
+        raise OmniMemError(
+            f"--full-share must be at least 0 and below 1 (a share of the batches), "
+            f"got {args.full_share:g}."
+        )
     require_at_least_one(args, "--steps", "--clips", "--rank")
     check_device(args.device)
     from omnimem_ref.model.checkpoint import load_model, trained_world  # torch loads slowly
@@ -105,6 +118,7 @@ def run(args: argparse.Namespace) -> None:
         clips_per_batch=args.clips,
         min_seconds=shortest,
         max_seconds=longest,
+        full_memory_share=args.full_share,
         learning_rate=args.lr,
         rank=args.rank,
         alpha=2 * args.rank,
