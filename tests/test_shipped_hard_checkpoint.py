@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from omnimem_ref.dataset import generate_dataset
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.evaluation import evaluate
+from omnimem_ref.model.adapter import load_adapter
 from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT, load_model, trained_world
 from omnimem_ref.training.train_tiny import TrainConfig
 from omnimem_ref.world import HARD
@@ -100,3 +102,31 @@ def test_counting_attention_puts_one_head_on_the_fixed_token():
         mean = torch.tensor(heads).mean(0)
         assert mean.max() > 0.95, (layer, mean)
     assert "1/(k+1)" in script.report(rows)
+
+
+HARD_ADAPTER = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-omnimem-lora"
+
+# README, "On the harder world": the adapter trained on test-length clips, half of them at full
+# memory (chosen on the validation seed, then measured once on the test seed).
+ADAPTER_RECIPE = {
+    "policy": "omnimem",
+    "budgets": [0.05, 0.1],
+    "full_memory_share": 0.5,
+    "steps": 300,
+    "clips_per_batch": 2,
+    "min_seconds": 60.0,
+    "max_seconds": 120.0,
+    "seed": 0,
+    "world": "hard",
+}
+
+
+def test_the_hard_adapter_was_trained_with_the_documented_recipe_on_the_hard_model():
+    info = json.loads((HARD_ADAPTER / "omnimem_adapter.json").read_text())
+    config = info["finetune_config"]
+    assert {key: config[key] for key in ADAPTER_RECIPE} == ADAPTER_RECIPE
+    model, _ = load_model(HARD_CHECKPOINT)
+    load_adapter(model, HARD_ADAPTER)  # its base fingerprint is the hard checkpoint's
+    classic, _ = load_model(DEFAULT_CHECKPOINT)
+    with pytest.raises(OmniMemError, match="trained for another base model"):
+        load_adapter(classic, HARD_ADAPTER)

@@ -70,6 +70,11 @@ FINE_TUNING_TABLES = [
         "bench_hard.json",
         "bench_hard_adapter.json",
     ),
+    (
+        "| policy @ budget | without adapter | with the shipped hard-world adapter |",
+        "bench_hard.json",
+        "bench_hard_adapter_shipped.json",
+    ),
 ]
 
 
