@@ -49,6 +49,7 @@ def counting_rows(
         per_step = spec.tokens_per_step
         groups = instance_groups(onset_tokens(batch.evidence, per_step), per_step)
         positions = layout.positions().unsqueeze(0).expand(len(batch.families), -1)
+        visible = layout.visibility()  # the same for every layer
         stream_slice = slice(layout.prefix, layout.prefix + layout.stream)
         asked = [  # (b, q, the group number of each instance) of every counting question
             (b, q, sorted(set(groups[b, q][groups[b, q] > 0].tolist())))
@@ -58,7 +59,7 @@ def counting_rows(
         ]
         for layer in range(len(layer_inputs) // 2, len(layer_inputs)):
             weights = question_attention(
-                model, layer, layer_inputs[layer], positions, ends, layout.visibility()
+                model, layer, layer_inputs[layer], positions, ends, visible
             ).exp()  # (B, heads, Q, total)
             for b, q, instances in asked:
                 if not instances:
