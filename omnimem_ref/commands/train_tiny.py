@@ -14,6 +14,11 @@ one given must agree with them (``--save-every`` excepted).
 ``--world hard`` trains on the hard world; ``--stretch-share``, ``--stretch-seconds``,
 ``--time-periods`` and ``--no-time-ramp`` make a model for streams of any length up to an hour
 (``docs/training.md``). Their defaults keep the shipped recipe.
+
+``--init-from CKPT`` starts a new run from a finished checkpoint's weights, with a fresh optimiser
+and learning-rate schedule: a longer schedule for a model that was still learning when its own
+ended. Options left out take the values CKPT was trained with; those that would change the
+model's shape or time features are refused.
 """
 
 from __future__ import annotations
@@ -69,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="continue the interrupted run saved in DIR from its last save, to its --steps "
         "(same final weights as an uninterrupted run); options left out keep the run's values",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="with --out: start from the weights in the checkpoint folder CKPT, with a fresh "
+        "optimiser and schedule; options left out take CKPT's training settings (give a new "
+        "--seed, or the batches repeat CKPT's own)",
     )
     parser.add_argument(
         "--steps", type=int, help=f"training steps in all (default {defaults.steps})"
@@ -239,13 +251,18 @@ def check_settings(config: TrainConfig) -> None:
 
 def run(args: argparse.Namespace) -> None:
     apply_threads(args)
+    if args.init_from is not None and args.resume is not None:
+        raise OmniMemError(
+            "--init-from starts a new run (with --out); a resumed run already started from "
+            "what it was started from, so leave --init-from out."
+        )
     require_at_least_one(
         args, "--steps", "--batch", "--workers", "--save-every", "--log-every", "--stretch-seconds"
     )
     check_device(args.device)
     resume = args.resume is not None
     out = args.resume if resume else args.out
-    config = resumed_config(args) if resume else TrainConfig(**given_settings(args))
+    config = resumed_config(args) if resume else new_config(args)
     check_settings(config)
     log = train_tiny(out, config, device=args.device, log_file=args.log_file, resume=resume)
     last = log[-1]
@@ -259,6 +276,15 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         field: getattr(args, option[2:].replace("-", "_")) for option, field in OPTIONS.items()
     }
     return {field: value for field, value in values.items() if value is not None}
+
+
+def new_config(args: argparse.Namespace) -> TrainConfig:
+    """A new run's settings: the options given, over TrainConfig's defaults or, with
+    ``--init-from CKPT``, over the settings CKPT was trained with."""
+    if args.init_from is None:
+        return TrainConfig(**given_settings(args))
+    warm_from = saved_run(args.init_from, action="start from").config
+    return replace(warm_from, **given_settings(args), init_from=args.init_from)
 
 
 def resumed_config(args: argparse.Namespace) -> TrainConfig:

@@ -58,6 +58,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
+from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from omnimem_ref.errors import OmniMemError
@@ -119,6 +120,9 @@ class TrainConfig:
     width: int = 128
     # Patch tokens see the patches around them (model/modeling.py, ``FrameContext``).
     frame_context: bool = False
+    # A warm start: the checkpoint folder whose weights step 0 starts from ("": a random model).
+    # The optimiser and the learning-rate schedule start afresh (``warm_model``).
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         # training.json stores the periods as a JSON list; a tuple compares equal on resume.
@@ -263,17 +267,14 @@ def position_range(config: TrainConfig, spec: FeatureSpec, prompt: int) -> int:
     return max(4096, 1 << (needed - 1).bit_length())
 
 
-def new_model(config: TrainConfig) -> TinyOmniModel:
-    """A freshly initialised TinyOmni (seeded by ``config.seed``) with ``config``'s time
-    features, ``max_seconds`` the latest stream time it will be trained on and
-    ``max_position_embeddings`` the positions that reaches (for the reader: plain RoPE computes
-    any position, and transformers reads this number only to rescale RoPE, which TinyOmni
-    does not)."""
-    torch.manual_seed(config.seed)
+def model_config(config: TrainConfig) -> TinyOmniConfig:
+    """The model ``config`` trains: its time features, ``max_seconds`` the latest stream time it
+    will be trained on and ``max_position_embeddings`` the positions that reaches (for the
+    reader: plain RoPE computes any position, and transformers reads this number only to rescale
+    RoPE, which TinyOmni does not)."""
     tokenizer = build_tokenizer()
-    prompt = prompt_length(tokenizer)
-    positions = position_range(config, FeatureSpec(), prompt)
-    model_config = TinyOmniConfig(
+    positions = position_range(config, FeatureSpec(), prompt_length(tokenizer))
+    return TinyOmniConfig(
         text_config=tiny_text_config(
             tokenizer.get_vocab_size(),
             layers=config.layers,
@@ -287,7 +288,48 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
         question_time=config.question_time,
         frame_context=config.frame_context,
     )
-    return TinyOmniModel(model_config)
+
+
+def new_model(config: TrainConfig) -> TinyOmniModel:
+    """A freshly initialised TinyOmni, seeded by ``config.seed``."""
+    torch.manual_seed(config.seed)
+    return TinyOmniModel(model_config(config))
+
+
+# Keys of a model's config.json that say how it was saved, not what it is.
+SAVE_ONLY_KEYS = ("transformers_version", "_name_or_path", "architectures", "torch_dtype", "dtype")
+
+
+def what_model(config: PretrainedConfig) -> dict[str, Any]:
+    """``config`` as flat ``{"time_log": ..., "text_config.hidden_size": ...}``, without the keys
+    that only say how it was saved."""
+    flat: dict[str, Any] = {}
+    for key, value in config.to_dict().items():
+        if key == "text_config":
+            flat.update({f"{key}.{k}": v for k, v in value.items() if k not in SAVE_ONLY_KEYS})
+        elif key not in SAVE_ONLY_KEYS:
+            flat[key] = value
+    return flat
+
+
+def warm_model(config: TrainConfig) -> TinyOmniModel:
+    """The model saved in ``config.init_from``, to train on with a fresh optimiser and schedule.
+
+    Why: a run ends where its cosine schedule reaches 5% of the peak, and the hard checkpoint's
+    families were still climbing there (docs/training.md). A warm start gives such a model a new
+    schedule without the hours its first one took. The run must build the very model it starts
+    from (same shape, same time features), or the weights would not mean what they meant."""
+    model, _ = load_model(config.init_from)
+    wanted, found = what_model(model_config(config)), what_model(model.config)
+    differing = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
+    if differing:
+        raise OmniMemError(
+            f"The model in {config.init_from} differs from the one these settings train in "
+            f"{', '.join(differing)}; leave out the options that change the model's shape or "
+            "time features (a warm start takes them from the checkpoint's training.json)."
+        )
+    torch.manual_seed(config.seed)
+    return model
 
 
 @dataclass
@@ -344,7 +386,7 @@ def new_run(out_dir: Path, config: TrainConfig, device: str) -> Run:
             "or delete it or choose another --out to start afresh."
         )
     check_world(training_world(config))  # refuse an unknown world or families before any work
-    model = new_model(config)
+    model = warm_model(config) if config.init_from else new_model(config)
     optimizer = make_optimizer(model, config, device)
     start = StreamPosition.start(config)
     return Run(config, model, optimizer, start, empty_window(config), [], time.time())
@@ -476,9 +518,10 @@ class SavedRun:
     log: list[dict]
 
 
-def saved_run(out_dir: str | Path) -> SavedRun:
+def saved_run(out_dir: str | Path, action: str = "resume") -> SavedRun:
     """The run saved in ``out_dir`` (first putting back a checkpoint that a cut ``replace_folder``
-    left aside), refusing, in one sentence, a folder that holds none."""
+    left aside), refusing, in one sentence, a folder that holds none (with nothing to
+    ``action``)."""
     out_dir = Path(out_dir)
     recover_folder(out_dir)
     try:
@@ -486,9 +529,10 @@ def saved_run(out_dir: str | Path) -> SavedRun:
         config = TrainConfig.from_saved(saved["train_config"])
         return SavedRun(config, int(saved["step"]), saved["log"])
     except (OSError, ValueError, KeyError, TypeError):
+        hint = f"start one with --out {out_dir}" if action == "resume" else "pass a folder it wrote"
         raise OmniMemError(
-            f"{out_dir} holds no training run to resume (no training.json with a step, as "
-            f"`omnimem train-tiny` saves); start one with --out {out_dir}."
+            f"{out_dir} holds no training run to {action} (no training.json with a step, as "
+            f"`omnimem train-tiny` saves); {hint}."
         ) from None
 
 

@@ -1,0 +1,114 @@
+"""Warm starts of ``train-tiny``: ``--init-from CKPT`` begins a new run at CKPT's weights, with
+CKPT's training settings for every option left out, a fresh optimiser and schedule; it can be
+stopped and resumed like any run, and what would change the model's shape is refused.
+
+The runs are those of ``test_train_resume.py``: four steps of two 16-second clips."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.tokenizer import build_tokenizer
+from omnimem_ref.training import train_tiny as training
+from omnimem_ref.training.batches import make_batch
+from omnimem_ref.training.train_tiny import TrainConfig, train_tiny
+from tests.cli_runner import run_cli
+from tests.test_train_resume import TINY, Stopped, assert_same_run, stop_after_saving
+
+# CKPT's own recipe differs from TrainConfig's defaults in many settings, so a test can tell
+# "taken from CKPT" from "took the default".
+CKPT_RECIPE = replace(TINY, world="hard", evidence_weight=0.3, time_log=True)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished four-step run to start from."""
+    make_batch(np.random.default_rng(0), build_tokenizer(), FeatureSpec(), 2, 16.0)  # see resume
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    train_tiny(out, CKPT_RECIPE, progress=False)
+    return out
+
+
+def saved_config(folder: Path) -> TrainConfig:
+    return TrainConfig.from_saved(
+        json.loads((folder / "training.json").read_text())["train_config"]
+    )
+
+
+def test_a_warm_start_begins_at_the_checkpoint_with_its_settings(
+    checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    config = replace(CKPT_RECIPE, seed=1, init_from=str(checkpoint))
+    start = training.new_run(tmp_path / "unused", config, "cpu")
+    weights = load_file(checkpoint / "model.safetensors")
+    state = start.model.state_dict()  # the saved weights, and those tied to them
+    assert all(torch.equal(state[name], saved) for name, saved in weights.items())
+    assert start.step == 0 and start.log == []
+    assert not start.optimizer.state  # AdamW starts afresh: no moments carried over
+
+    out = tmp_path / "warm"
+    args = ["train-tiny", "--out", str(out), "--init-from", str(checkpoint), "--seed", "1"]
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and "after 4 steps" in stdout
+    assert saved_config(out) == config  # CKPT's settings, but for the seed given
+    trained = load_file(out / "model.safetensors")
+    moved = [n for n in weights if not torch.equal(trained[n], weights[n])]
+    assert len(moved) > len(weights) // 2  # it trained from there
+
+
+def test_a_warm_start_stopped_and_resumed_ends_bit_identical(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    config = replace(CKPT_RECIPE, seed=1, init_from=str(checkpoint))
+    reference = tmp_path / "reference"
+    train_tiny(reference, config, progress=False)
+    out = tmp_path / "run"
+    stop_after_saving(monkeypatch, 2)
+    with pytest.raises(Stopped):
+        train_tiny(out, config, progress=False)
+    monkeypatch.undo()
+    code, stdout, _ = run_cli(capsys, "train-tiny", "--resume", str(out))
+    assert code == 0 and "after 4 steps" in stdout
+    assert_same_run(out, reference)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--layers", "2"], "differs from the one these settings train in text_config."),
+        (["--no-time-log"], "differs from the one these settings train in time_log;"),
+        (["--max-seconds", "32"], "differs from the one these settings train in max_seconds;"),
+    ],
+)
+def test_a_warm_start_refuses_settings_that_change_the_model(
+    checkpoint: Path, tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    out = tmp_path / "warm"
+    code, _, err = run_cli(
+        capsys, "train-tiny", "--out", str(out), "--init-from", str(checkpoint), *extra
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert message in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_a_warm_start_refuses_a_folder_without_a_run_and_resume(
+    checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    code, _, err = run_cli(
+        capsys, "train-tiny", "--out", str(tmp_path / "w"), "--init-from", str(tmp_path)
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "holds no training run to start from" in err and "pass a folder it wrote" in err
+    code, _, err = run_cli(
+        capsys, "train-tiny", "--resume", str(checkpoint), "--init-from", str(checkpoint)
+    )
+    assert code == 2 and "--init-from starts a new run (with --out)" in err
