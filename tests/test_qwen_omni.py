@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -422,16 +421,11 @@ def test_compaction_on_tinyomni_gives_streamingllm_positions():
 def test_long_stream_script_runs_a_thinker_of_a_given_shape_at_flat_memory():
     """scripts/long_stream.py --thinker (prepared for a lent GPU at the 7B shape) on the CPU with
     the tiny decoder shape and one-layer encoders: memory reaches the budget and stays there."""
-    import importlib.util
-
     from omnimem_ref.cost import SHAPES
     from omnimem_ref.model.qwen_omni.shapes import _mrope_section, shaped_thinker
+    from tests.script_loader import load_script
 
-    script = Path(__file__).parents[1] / "scripts" / "long_stream.py"
-    spec = importlib.util.spec_from_file_location("long_stream", script)
-    assert spec is not None and spec.loader is not None
-    long_stream = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(long_stream)
+    long_stream = load_script("long_stream")
     argv = "--thinker --shape tiny --encoders tiny --size 56 --minutes 0.4 --budget 400"
     windows = long_stream.main([*argv.split(), "--report-every", "8"])
     assert [w["tokens_per_layer"] for w in windows] == [400.0] * len(windows)

@@ -21,6 +21,7 @@ from omnimem_ref.model.adapter import load_adapter
 from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT, load_model, trained_world
 from omnimem_ref.training.train_tiny import TrainConfig
 from omnimem_ref.world import HARD
+from tests.script_loader import load_script
 
 HARD_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "tinyomni-hard"
 
@@ -86,13 +87,7 @@ def test_counting_attention_puts_one_head_on_the_fixed_token():
     """docs/training.md, "Counting, read from attention": the spread loss sees the head average,
     and the shipped checkpoint meets it with one head per later layer on the fixed token, whatever
     the count (``scripts/counting_attention.py`` prints the table)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "counting_attention.py"
-    spec = importlib.util.spec_from_file_location("counting_attention", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("counting_attention")
     model, tokenizer = load_model(HARD_CHECKPOINT)
     with torch.no_grad():
         rows = script.counting_rows(model, tokenizer, batches=2, seed=98765)
