@@ -190,18 +190,46 @@ def test_count_spread_changes_only_the_counting_loss_and_keeps_gradients_finite(
     )
 
 
+def test_count_boost_weighs_the_counting_part_and_nothing_else():
+    """The later layers' loss is (1 - s) L_mass + boost * s * L_spread: linear in the boost, and
+    the same at every boost for a batch without counting questions."""
+    model, batch, counting, layer_inputs, layout = hard_batch_through_model()
+
+    def loss(boost: float) -> torch.Tensor:
+        return attention_supervision_loss(model, layer_inputs, layout, batch, "spread", boost)
+
+    one, two, three = loss(1.0), loss(2.0), loss(3.0)
+    assert two > one and torch.isclose(three - two, two - one)
+    batch.families = [[None if f == "counting" else f for f in clip] for clip in batch.families]
+    batch.evidence[counting] = False
+    assert torch.isclose(loss(1.0), loss(3.0))
+
+
+@pytest.mark.parametrize(
+    "options", [["--count-boost", "3"], ["--count-boost", "0", "--count-target", "spread"]]
+)
+def test_a_count_boost_without_a_spread_target_or_not_above_zero_is_refused(
+    tmp_path, capsys, options
+):
+    out = tmp_path / "x"
+    code, _, err = run_cli(capsys, "train-tiny", "--out", str(out), "--steps", "1", *options)
+    assert code == 2 and err.count("\n") == 1
+    assert "--count-boost must be above 0, and other than 1 only with --count-target spread" in err
+    assert not out.exists()
+
+
 def test_train_tiny_records_the_when_and_counting_options(tmp_path):
     config = TrainConfig(
         steps=2, workers=1, clips_per_batch_at_40s=2, min_seconds=16, max_seconds=24,
         curriculum_seconds=24, log_every=1, world="hard", stretch_share=0.5,
         time_periods=(8.0, 8192.0), time_ramp=False, time_log=True, question_time=True,
-        count_target="spread-per-head",
+        count_target="spread-per-head", count_boost=2.0,
     )  # fmt: skip
     log = train_tiny(tmp_path / "ckpt", config, progress=False)
     assert all(np.isfinite(e["answer_loss"]) for e in log)
     saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())["train_config"]
     assert saved["time_log"] and saved["question_time"]
-    assert saved["count_target"] == "spread-per-head"
+    assert saved["count_target"] == "spread-per-head" and saved["count_boost"] == 2.0
     assert TrainConfig.from_saved(saved) == config  # as resuming reads it back
     model, _ = load_model(tmp_path / "ckpt")
     assert model.config.time_log and model.config.question_time

@@ -59,6 +59,7 @@ OPTIONS = {
     "--time-log": "time_log",
     "--question-time": "question_time",
     "--count-target": "count_target",
+    "--count-boost": "count_boost",
     "--layers": "layers",
     "--width": "width",
     "--frame-context": "frame_context",
@@ -208,6 +209,13 @@ def add_long_stream_arguments(parser: argparse.ArgumentParser, defaults: TrainCo
         "each of those (spread), from every head (spread-per-head) (default: "
         f"{defaults.count_target}; docs/training.md, 'When and how many')",
     )
+    group.add_argument(
+        "--count-boost",
+        type=float,
+        metavar="F",
+        help="with a spread count target, weigh the counting questions' attention loss F times "
+        f"(default {defaults.count_boost:g}; docs/training.md, 'Counting, read from attention')",
+    )
 
 
 def families_option(text: str) -> tuple[str, ...]:
@@ -241,6 +249,13 @@ def check_settings(config: TrainConfig) -> None:
     if not 0 <= config.stretch_share <= 1:
         raise OmniMemError(
             f"--stretch-share must be between 0 and 1, got {config.stretch_share:g}."
+        )
+    if config.count_boost <= 0 or (
+        config.count_boost != 1 and not config.count_target.startswith("spread")
+    ):
+        raise OmniMemError(
+            f"--count-boost must be above 0, and other than 1 only with --count-target spread or "
+            f"spread-per-head, got {config.count_boost:g} with {config.count_target}."
         )
     if config.stretch_share > 0 and config.stretch_seconds < config.max_seconds:
         raise OmniMemError(

@@ -115,6 +115,7 @@ def attention_supervision_loss(
     layout,
     batch: Batch,
     count_target: str = "instances",
+    count_boost: float = 1.0,
 ) -> torch.Tensor:
     """Attention supervision at each question's last token (see ``evidence.py``): in the first
     half of the layers, attend to the question's own words (gather what is asked); in the second
@@ -127,7 +128,8 @@ def attention_supervision_loss(
     k; ``onsets`` moves it to the first step of each instance plus the question's first word,
     which still leaves nothing that depends on k, since the mass may sit on that one token;
     ``spread`` asks for the even spread itself (``evidence.spread_loss``) of the head average,
-    and ``spread-per-head`` of every head."""
+    and ``spread-per-head`` of every head. With those two, ``count_boost`` weighs the counting
+    questions' part of the later layers' loss that many times (``_mass_and_spread``)."""
     if count_target not in COUNT_TARGETS:
         raise ValueError(f"count_target must be one of {COUNT_TARGETS}, got {count_target!r}")
     onsets_and_sink = count_target != "instances"
@@ -170,7 +172,12 @@ def attention_supervision_loss(
         elif groups is not None:
             losses.append(
                 _mass_and_spread(
-                    log_weights, evidence, groups, counting, count_target == "spread-per-head"
+                    log_weights,
+                    evidence,
+                    groups,
+                    counting,
+                    count_target == "spread-per-head",
+                    count_boost,
                 )
             )
         else:
@@ -184,15 +191,20 @@ def _mass_and_spread(
     groups: torch.Tensor,
     counting: torch.Tensor,
     per_head: bool = False,
+    count_boost: float = 1.0,
 ) -> torch.Tensor:
     """Counting questions spread their attention evenly over their instances and the fixed token
     (``spread_loss`` on ``groups``); the others put its mass on their evidence
-    (``evidence_loss``); weighted by how many questions ask each."""
+    (``evidence_loss``); weighted by how many questions ask each, the counting part ``count_boost``
+    times over:
+
+        L = (1 - s) L_mass + count_boost * s * L_spread,   s = counting questions / questions.
+    """
     asked = evidence.any(-1)
     spread_share = (asked & counting).sum() / asked.sum().clamp(min=1)
     mass = evidence_loss(log_weights, evidence & ~counting.unsqueeze(-1))
     spread = spread_loss(log_weights, groups * counting.unsqueeze(-1), per_head)
-    return (1 - spread_share) * mass + spread_share * spread
+    return (1 - spread_share) * mass + count_boost * spread_share * spread
 
 
 def _family_mask(batch: Batch, family: str) -> torch.Tensor:
@@ -231,6 +243,7 @@ def compute_loss(
     probe_weight: float = 1.0,
     evidence_weight: float = 0.0,
     count_target: str = "instances",
+    count_boost: float = 1.0,
 ) -> LossReport:
     layer_inputs: list[torch.Tensor] | None = [] if evidence_weight > 0 else None
     visual, audio, hidden, layout = forward_batch(model, tokenizer, batch, layer_inputs)
@@ -262,6 +275,8 @@ def compute_loss(
     loss = answer_loss + probe_weight * probe
     evidence = torch.zeros(())
     if layer_inputs is not None:
-        evidence = attention_supervision_loss(model, layer_inputs, layout, batch, count_target)
+        evidence = attention_supervision_loss(
+            model, layer_inputs, layout, batch, count_target, count_boost
+        )
         loss = loss + evidence_weight * evidence
     return LossReport(loss, answer_loss.item(), probe.item(), evidence.item(), correct)

@@ -115,6 +115,8 @@ class TrainConfig:
     question_time: bool = False  # questions carry the time they are asked at
     # What counting questions' attention is supervised towards (objective.py, ``COUNT_TARGETS``)
     count_target: str = "instances"
+    # How many times the counting questions' part of that supervision weighs (spread targets).
+    count_boost: float = 1.0
     # The backbone's size (model/configuration.py, ``tiny_text_config``): heads of 32 dimensions.
     layers: int = 4
     width: int = 128
@@ -457,6 +459,7 @@ def train_step(run: Run, tokenizer: Tokenizer, batch: Batch, step: int) -> LossR
         config.probe_weight,
         config.evidence_weight,
         config.count_target,
+        config.count_boost,
     )
     run.optimizer.zero_grad(set_to_none=True)
     report.loss.backward()
