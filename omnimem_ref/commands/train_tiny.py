@@ -268,8 +268,8 @@ def run(args: argparse.Namespace) -> None:
     apply_threads(args)
     if args.init_from is not None and args.resume is not None:
         raise OmniMemError(
-            "--init-from starts a new run (with --out); a resumed run already started from "
-            "what it was started from, so leave --init-from out."
+            "--init-from starts a new run (with --out); a resumed run goes on from its own last "
+            "save, so leave --init-from out."
         )
     require_at_least_one(
         args, "--steps", "--batch", "--workers", "--save-every", "--log-every", "--stretch-seconds"

@@ -39,6 +39,10 @@ to ``config.steps``: the result is bit for bit the run that never stopped (same 
 the same device and torch threads). The new folder is written beside the old one (``DIR.tmp``)
 and swapped in by renames, so an interruption leaves one whole checkpoint, never a mixture. The
 final checkpoint has no ``resume/``: it is a finished model, and resuming it says so.
+
+Warm starts. ``init_from`` (``--init-from CKPT``) starts a new run at a finished checkpoint's
+weights instead of a random model, with a fresh optimiser and a new warm-up and cosine
+(``warm_model``): a second schedule for a model still learning when its first one ended.
 """
 
 from __future__ import annotations
