@@ -99,6 +99,50 @@ def test_counting_attention_puts_one_head_on_the_fixed_token():
     assert "1/(k+1)" in script.report(rows)
 
 
+HARD_9K = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-9k"
+
+# docs/training.md, "A second schedule from a finished checkpoint": tinyomni-hard's recipe for
+# 3,000 more steps from its weights, with a new seed and half the peak learning rate.
+SECOND_SCHEDULE = {
+    "init_from": "omnimem_ref/checkpoints/tinyomni-hard",
+    "steps": 3000,
+    "seed": 1,
+    "learning_rate": 0.001,
+    "workers": 1,
+}
+
+
+def test_the_9k_checkpoint_is_tinyomni_hard_given_a_second_schedule():
+    training = json.loads((HARD_9K / "training.json").read_text())
+    config = asdict(TrainConfig.from_saved(training["train_config"]))
+    config["time_periods"] = list(config["time_periods"])
+    assert {key: config[key] for key in SECOND_SCHEDULE} == SECOND_SCHEDULE
+    same = [key for key in RECIPE if key not in ("steps", "seed")]
+    assert {key: config[key] for key in same} == {key: RECIPE[key] for key in same}
+    assert training["step"] == 3000 and not (HARD_9K / "resume").exists()
+    assert trained_world(HARD_9K) == "hard"
+    first, _ = load_model(HARD_CHECKPOINT)
+    second, _ = load_model(HARD_9K)
+    assert second.config.to_diff_dict() | {"_name_or_path": ""} == first.config.to_diff_dict() | {
+        "_name_or_path": ""
+    }  # the same model, further trained
+    moved = [
+        name
+        for name, weight in second.state_dict().items()
+        if not torch.equal(weight, first.state_dict()[name])
+    ]
+    assert len(moved) > len(second.state_dict()) // 2
+
+
+def test_the_9k_checkpoint_answers_the_unseen_clips_at_least_as_well(unseen_hard_clips):
+    """On the same eight unseen clips as the first checkpoint (docs/training.md has the
+    validation and test figures)."""
+    model, tokenizer = load_model(HARD_9K)
+    result = evaluate(model, tokenizer, unseen_hard_clips, "full", None, progress=False)
+    assert result.accuracy >= 0.8, result.by_family
+    assert result.by_family["audio"] >= 0.85, result.by_family
+
+
 HARD_ADAPTER = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-omnimem-lora"
 
 # README, "On the harder world": the adapter trained on test-length clips, half of them at full
