@@ -42,6 +42,8 @@ BENCHMARK_TABLES = [
     ("### Measured: every policy at 5%, 10% and 20% of the stream", "bench_default.json"),
     ("### The same benchmark on the harder world", "bench_hard.json"),
     ("#### On 30-minute clips, at a fixed number of tokens", "bench_hard_30min.json"),
+    ("#### A second schedule: `tinyomni-hard-9k`", "bench_hard_9k.json"),
+    ("| policy (30-minute clips) | 512 tokens | 2,048 tokens |", "bench_hard_30min_9k.json"),
 ]
 
 
