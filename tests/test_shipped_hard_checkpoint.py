@@ -44,10 +44,16 @@ RECIPE = {
 }
 
 
-def test_the_hard_checkpoint_was_trained_with_the_documented_recipe():
-    training = json.loads((HARD_CHECKPOINT / "training.json").read_text())
+def saved_recipe(folder: Path) -> tuple[dict, dict]:
+    """The checkpoint's ``training.json``, and its TrainConfig as a dict of JSON values."""
+    training = json.loads((folder / "training.json").read_text())
     config = asdict(TrainConfig.from_saved(training["train_config"]))
     config["time_periods"] = list(config["time_periods"])
+    return training, config
+
+
+def test_the_hard_checkpoint_was_trained_with_the_documented_recipe():
+    training, config = saved_recipe(HARD_CHECKPOINT)
     assert {key: config[key] for key in RECIPE} == RECIPE
     # saved before count_target existed, as the flags count_onsets=False, count_spread=True
     assert (
@@ -113,9 +119,7 @@ SECOND_SCHEDULE = {
 
 
 def test_the_9k_checkpoint_is_tinyomni_hard_given_a_second_schedule():
-    training = json.loads((HARD_9K / "training.json").read_text())
-    config = asdict(TrainConfig.from_saved(training["train_config"]))
-    config["time_periods"] = list(config["time_periods"])
+    training, config = saved_recipe(HARD_9K)
     assert {key: config[key] for key in SECOND_SCHEDULE} == SECOND_SCHEDULE
     same = [key for key in RECIPE if key not in ("steps", "seed")]
     assert {key: config[key] for key in same} == {key: RECIPE[key] for key in same}
