@@ -15,7 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from omnimem_ref.errors import OmniMemError
 from omnimem_ref.features import FeatureSpec
+from omnimem_ref.model.checkpoint import DEFAULT_CHECKPOINT
 from omnimem_ref.model.tokenizer import build_tokenizer
 from omnimem_ref.training import train_tiny as training
 from omnimem_ref.training.batches import make_batch
@@ -112,3 +114,14 @@ def test_a_warm_start_refuses_a_folder_without_a_run_and_resume(
         capsys, "train-tiny", "--resume", str(checkpoint), "--init-from", str(checkpoint)
     )
     assert code == 2 and "--init-from starts a new run (with --out)" in err
+
+
+def test_under_the_hard_recipe_a_warm_start_may_train_on_longer_real_clips():
+    """The stretch to 3,600 s sets the longest time and positions tinyomni-hard records, so
+    longer real clips (--max-seconds 300) build the same model and are accepted."""
+    ckpt = str(DEFAULT_CHECKPOINT.parent / "tinyomni-hard")
+    hard = replace(training.saved_run(ckpt).config, init_from=ckpt, seed=1)
+    model = training.warm_model(replace(hard, max_seconds=300.0))
+    assert model.config.max_seconds == 3600.0
+    with pytest.raises(OmniMemError, match="train in max_seconds"):
+        training.warm_model(replace(hard, stretch_share=0.0, max_seconds=300.0))
