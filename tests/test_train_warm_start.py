@@ -60,7 +60,7 @@ def test_a_warm_start_begins_at_the_checkpoint_with_its_settings(
     args = ["train-tiny", "--out", str(out), "--init-from", str(checkpoint), "--seed", "1"]
     code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "after 4 steps" in stdout
-    assert saved_config(out) == config  # CKPT's settings, but for the seed given
+    assert training.saved_run(out).config == config  # CKPT's settings, but for the seed given
     trained = load_file(out / "model.safetensors")
     moved = [n for n in weights if not torch.equal(trained[n], weights[n])]
     assert len(moved) > len(weights) // 2  # it trained from there

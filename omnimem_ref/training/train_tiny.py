@@ -306,7 +306,7 @@ def new_model(config: TrainConfig) -> TinyOmniModel:
 SAVE_ONLY_KEYS = ("transformers_version", "_name_or_path", "architectures", "torch_dtype", "dtype")
 
 
-def what_model(config: PretrainedConfig) -> dict[str, Any]:
+def model_settings(config: PretrainedConfig) -> dict[str, Any]:
     """``config`` as flat ``{"time_log": ..., "text_config.hidden_size": ...}``, without the keys
     that only say how it was saved."""
     flat: dict[str, Any] = {}
@@ -326,7 +326,7 @@ def warm_model(config: TrainConfig) -> TinyOmniModel:
     schedule without the hours its first one took. The run must build the very model it starts
     from (same shape, same time features), or the weights would not mean what they meant."""
     model, _ = load_model(config.init_from)
-    wanted, found = what_model(model_config(config)), what_model(model.config)
+    wanted, found = model_settings(model_config(config)), model_settings(model.config)
     differing = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
     if differing:
         raise OmniMemError(
