@@ -44,6 +44,11 @@ BENCHMARK_TABLES = [
     ("#### On 30-minute clips, at a fixed number of tokens", "bench_hard_30min.json"),
     ("#### A second schedule: `tinyomni-hard-9k`", "bench_hard_9k.json"),
     ("| policy (30-minute clips) | 512 tokens | 2,048 tokens |", "bench_hard_30min_9k.json"),
+    ("#### A third schedule: `tinyomni-hard-third`", "bench_hard_third.json"),
+    (
+        "| `tinyomni-hard-third`, 30-minute clips | 512 tokens | 2,048 tokens |",
+        "bench_hard_30min_third.json",
+    ),
 ]
 
 
