@@ -131,12 +131,9 @@ def assert_further_trained(folder: Path, base: Path, schedule: dict) -> None:
     after, _ = load_model(folder)
     unnamed = {"_name_or_path": ""}
     assert after.config.to_diff_dict() | unnamed == before.config.to_diff_dict() | unnamed
-    moved = [
-        name
-        for name, weight in after.state_dict().items()
-        if not torch.equal(weight, before.state_dict()[name])
-    ]
-    assert len(moved) > len(after.state_dict()) // 2
+    weights_before, weights_after = before.state_dict(), after.state_dict()
+    moved = [name for name, w in weights_after.items() if not torch.equal(w, weights_before[name])]
+    assert len(moved) > len(weights_after) // 2
 
 
 def test_the_9k_checkpoint_is_tinyomni_hard_given_a_second_schedule():
@@ -161,9 +158,9 @@ def test_the_third_checkpoint_is_the_9k_given_a_schedule_that_weighs_counting_mo
 
 
 @pytest.mark.parametrize("folder", [HARD_9K, HARD_THIRD], ids=["9k", "third"])
-def test_the_later_schedules_answer_the_unseen_clips_at_least_as_well(folder, unseen_hard_clips):
-    """On the same eight unseen clips as the first checkpoint (95.7% measured for both;
-    docs/training.md has the validation and test figures)."""
+def test_the_later_schedules_answer_four_in_five_unseen_clips_questions(folder, unseen_hard_clips):
+    """The eight unseen clips the first checkpoint is tested on: it must pass 60% (it answers
+    69.6%), these 80% (each answers 95.7%). docs/training.md has the validation and test figures."""
     model, tokenizer = load_model(folder)
     result = evaluate(model, tokenizer, unseen_hard_clips, "full", None, progress=False)
     assert result.accuracy >= 0.8, result.by_family
