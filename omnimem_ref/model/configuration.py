@@ -26,6 +26,11 @@ class TinyOmniConfig(PretrainedConfig):
     was trained with, so a ``config.json`` written before these keys existed loads unchanged. A
     ramp grows without bound past ``max_seconds``; a model meant for streams of any length drops
     it and takes periods up to hours (``docs/training.md``).
+
+    ``log_length_keys`` (off by default) scales the backbone's attention logits by
+    ``log n / log log_length_keys`` for a query that sees ``n`` keys, more than training showed
+    (:mod:`omnimem_ref.model.log_length_attention`): a model trained on 2-minute clips stays as
+    sharp on a 30-minute memory. It changes nothing on streams no longer than that.
     """
 
     model_type = "tinyomni"
@@ -41,6 +46,7 @@ class TinyOmniConfig(PretrainedConfig):
         time_log: bool = False,
         question_time: bool = False,
         frame_context: bool = False,
+        log_length_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
@@ -53,6 +59,8 @@ class TinyOmniConfig(PretrainedConfig):
         self.time_log = time_log  # add log(1 + t) / log(1 + max_seconds): bounded, monotone
         self.question_time = question_time  # questions carry the time they are asked at
         self.frame_context = frame_context  # patch tokens see their neighbours (modeling.py)
+        # attention sharpened past this many keys (model/log_length_attention.py); None: plain
+        self.log_length_keys = log_length_keys
         super().__init__(**kwargs)
 
     @property

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, Qwen2ForCausalLM, Qwen2Model
 
 from omnimem_ref.core import AUDIO, MODALITY_NAMES, TEXT, VISUAL
 from omnimem_ref.model.configuration import DEFAULT_TIME_PERIODS, TinyOmniConfig
+from omnimem_ref.model.log_length_attention import use_log_length_attention
 from omnimem_ref.model.tokenizer import TinyOmniPrompts
 from omnimem_ref.world.vocabulary import COLOURS, PITCHES, SHAPES
 
@@ -134,6 +135,8 @@ class TinyOmniModel(PreTrainedModel):
             {"encoder": nn.Linear(hidden, n_audio), "backbone": nn.Linear(hidden, n_audio)}
         )
         self.post_init()
+        if config.log_length_keys is not None:
+            use_log_length_attention(self.language_model.config, config.log_length_keys)
 
     @property
     def backbone(self) -> Qwen2Model:
