@@ -65,6 +65,34 @@ def test_benchmark_table_matches_the_committed_benchmark(heading, results_file):
             assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
 
 
+# The README's before/after tables: (their header, the run before, the run after).
+BEFORE_AFTER_TABLES = [
+    (
+        "| `tinyomni-hard-third`, 30-minute clips | plain attention | log-length attention |",
+        "bench_hard_30min_third.json",
+        "bench_hard_30min_third_log_length.json",
+    ),
+]
+
+
+@pytest.mark.parametrize(("header", "before_file", "after_file"), BEFORE_AFTER_TABLES)
+def test_before_and_after_table_matches_the_committed_runs(header, before_file, after_file):
+    """Each row: accuracy before, after, and the paired interval `omnimem compare` prints."""
+    from omnimem_ref.stats import record_difference
+
+    before = load_result(ROOT / "results" / before_file)
+    after = load_result(ROOT / "results" / after_file)
+    rows = table_after(header)
+    assert rows
+    for row in rows:
+        policy, _, budget = row[0].split(" (")[0].partition(" at ")
+        key = None if policy == "full" else budget.split(" ")[0].replace(",", "")
+        a, b = before.record(policy, key), after.record(policy, key)
+        assert number(row[1]) == pytest.approx(100 * a.accuracy, abs=0.05), row
+        assert number(row[2]) == pytest.approx(100 * b.accuracy, abs=0.05), row
+        assert row[3] == str(record_difference(a, b, before.questions)), row
+
+
 # The README's fine-tuning tables: (their header, the runs without and with the adapter).
 FINE_TUNING_TABLES = [
     (
