@@ -49,6 +49,7 @@ BENCHMARK_TABLES = [
         "| `tinyomni-hard-third`, 30-minute clips | 512 tokens | 2,048 tokens |",
         "bench_hard_30min_third.json",
     ),
+    ("#### A fourth schedule: `tinyomni-hard-fourth`", "bench_hard_fourth.json"),
 ]
 
 
