@@ -168,7 +168,7 @@ FOURTH_SCHEDULE = THIRD_SCHEDULE | {
 }
 
 
-def test_the_fourth_checkpoint_is_the_third_given_the_same_schedule_again():
+def test_the_fourth_checkpoint_is_the_third_given_a_shorter_run_of_its_schedule():
     assert_further_trained(HARD_FOURTH, HARD_THIRD, FOURTH_SCHEDULE)
 
 

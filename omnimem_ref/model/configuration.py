@@ -27,8 +27,8 @@ class TinyOmniConfig(PretrainedConfig):
     ramp grows without bound past ``max_seconds``; a model meant for streams of any length drops
     it and takes periods up to hours (``docs/training.md``).
 
-    ``log_length_keys`` (off by default) scales the backbone's attention logits by
-    ``log n / log log_length_keys`` for a query that sees ``n`` keys, more than training showed
+    ``log_length_keys`` (``n₀``; off by default) scales the backbone's attention logits by
+    ``log n / log n₀`` for a query that sees ``n`` keys, more than the ``n₀`` training showed
     (:mod:`omnimem_ref.model.log_length_attention`): a model trained on 2-minute clips stays as
     sharp on a 30-minute memory. It changes nothing on streams no longer than that.
     """
