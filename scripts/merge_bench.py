@@ -31,7 +31,7 @@ from omnimem_ref.policies import POLICIES
 def merged(base: BenchResult, update: BenchResult) -> BenchResult:
     """``base`` with ``update``'s policies: a policy in both takes ``update``'s records, a new one
     is added after ``base``'s. Raises ``ValueError`` when the runs are not on the same setting."""
-    for what in ("questions", "budgets", "adapter", "slack"):
+    for what in ("questions", "budgets", "adapter", "slack", "log_length_keys"):
         if getattr(base, what) != getattr(update, what):
             raise ValueError(f"The two runs differ in their {what}; they cannot be merged.")
     if base.full and update.full and base.full.predictions != update.full.predictions:

@@ -129,6 +129,19 @@ def test_bench_bad_input_is_one_sentence(
     assert not (tmp_path / "out.json").exists()
 
 
+def test_bench_records_log_length_attention(capsys, checkpoint, small_dataset, tmp_path):
+    """`--log-length-keys` reaches the model and the JSON; a run without it records None."""
+    base = ["bench", "--data", str(small_dataset), "--checkpoint", str(checkpoint), "--quiet"]
+    base += ["--budgets", "40", "--policies", "recent", "--limit", "1"]
+    code, stdout, _ = run_cli(capsys, *base, "--json", str(tmp_path / "on.json"),
+                              "--log-length-keys", "30")  # fmt: skip
+    assert code == 0 and "log-length attention past 30 keys" in stdout
+    code, stdout, _ = run_cli(capsys, *base, "--json", str(tmp_path / "off.json"))
+    assert code == 0 and "log-length" not in stdout
+    on, off = load_result(tmp_path / "on.json"), load_result(tmp_path / "off.json")
+    assert (on.log_length_keys, off.log_length_keys) == (30, None)
+
+
 def test_bench_missing_data_or_checkpoint(capsys, checkpoint, small_dataset, tmp_path):
     code, _, err = run_cli(
         capsys, "bench", "--data", str(tmp_path / "none"), "--checkpoint", str(checkpoint),

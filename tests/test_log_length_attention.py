@@ -84,6 +84,22 @@ def test_the_setting_travels_with_the_checkpoint(tmp_path) -> None:
     assert loaded.backbone.layers[0].self_attn.config.log_length_keys == 1105
 
 
+def test_asking_at_load_time_equals_the_setting_in_the_checkpoint(tmp_path) -> None:
+    """`--log-length-keys` (load_model's argument) gives the model a config.json key gives."""
+    model = tiny_model(seed=2)
+    model.save_pretrained(tmp_path / "plain")
+    build_tokenizer().save(str(tmp_path / "plain" / "tokenizer.json"))
+    model.config.log_length_keys = 200
+    model.save_pretrained(tmp_path / "keyed")
+    build_tokenizer().save(str(tmp_path / "keyed" / "tokenizer.json"))
+    asked, _ = load_model(tmp_path / "plain", log_length_keys=200)
+    keyed, _ = load_model(tmp_path / "keyed")
+    plain, _ = load_model(tmp_path / "plain")
+    assert asked.config.log_length_keys == 200 and plain.config.log_length_keys is None
+    assert torch.equal(answer_logits(asked, 48.0), answer_logits(keyed, 48.0))
+    assert not torch.allclose(answer_logits(asked, 48.0), answer_logits(plain, 48.0))
+
+
 def test_fewer_than_two_trained_keys_is_refused_in_one_sentence() -> None:
     with pytest.raises(OmniMemError, match="at least 2"):
         use_log_length_attention(tiny_model().backbone.config, trained_keys=1)

@@ -298,6 +298,9 @@ def test_eval_answers_the_synthetic_questions_with_a_saved_thinker(
     code, _, err = run_cli(capsys, "eval", "--model", str(thinker_folder), "--dtype", "float16",
                            "--device", "tpu", *args)  # fmt: skip
     assert code == 2 and "tpu" in err
+    code, _, err = run_cli(capsys, "eval", "--model", str(thinker_folder),
+                           "--log-length-keys", "1105", *args)  # fmt: skip
+    assert code == 2 and "TinyOmni's" in err and err.count("\n") == 1
 
 
 def test_cost_measures_a_saved_thinker(capsys, tmp_path, thinker_folder):

@@ -60,6 +60,7 @@ class BenchResult:
     wall_seconds: float
     adapter: str | None = None  # LoRA adapter folder, if the model ran with one
     slack: float = 0.0  # compressions kept (1 - slack) x budget (see StreamingSession)
+    log_length_keys: int | None = None  # log-length attention past this many keys, if on
 
     @property
     def full(self) -> BenchRecord | None:
@@ -84,6 +85,7 @@ class BenchResult:
             "checkpoint": self.checkpoint,
             "adapter": self.adapter,
             "slack": self.slack,
+            "log_length_keys": self.log_length_keys,
             "policies": self.policies,
             "budgets": self.budgets,
             "clips": len({q["clip"] for q in self.questions}),
@@ -105,6 +107,7 @@ class BenchResult:
             adapter=data.get("adapter"),
             wall_seconds=data.get("wall_seconds", 0.0),
             slack=data.get("slack", 0.0),
+            log_length_keys=data.get("log_length_keys"),
         )
 
 

@@ -174,6 +174,7 @@ def run_benchmark(
         wall_seconds=time.perf_counter() - started,
         adapter=adapter,
         slack=slack,
+        log_length_keys=getattr(model.config, "log_length_keys", None),
     )
 
 

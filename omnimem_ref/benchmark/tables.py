@@ -217,8 +217,13 @@ def _compared_with(policy: str) -> str | None:
 
 
 def notes(result: BenchResult) -> list[str]:
-    """One line per budget that held the whole stream of some clip (nothing evicted there)."""
+    """One line per budget that held the whole stream of some clip (nothing evicted there), and
+    one if the model ran with log-length attention."""
     out = []
+    if result.log_length_keys is not None:
+        out.append(
+            f"note: the model ran with log-length attention past {result.log_length_keys} keys."
+        )
     for b in result.budgets:
         rows = [result.record(p, b) for p in result.policies]
         if rows and rows[0].clips_without_eviction:

@@ -51,6 +51,19 @@ def check_device(device: str) -> None:
         raise OmniMemError("--device cuda was asked for but PyTorch sees no GPU; use --device cpu.")
 
 
+def add_log_length_argument(parser: argparse.ArgumentParser) -> None:
+    """``--log-length-keys N``: TinyOmni with log-length attention past N keys, without editing
+    the checkpoint's config.json (``model/log_length_attention.py``)."""
+    parser.add_argument(
+        "--log-length-keys",
+        type=int,
+        metavar="N",
+        help="sharpen TinyOmni's attention for queries that see more than N keys (N: the most "
+        "keys a query saw in training; 1105 for the hard-world checkpoints); default: the "
+        "checkpoint's own setting, off in every shipped one",
+    )
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--device`` and ``--dtype``: which model streams, where, in what precision."""
     parser.add_argument(
@@ -72,9 +85,10 @@ def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[
     (TinyOmni) name, on ``--device``: (model, tokenizer, clip reader ``read(model, path)``, the
     settings a results file records of the model). The same session drives either model."""
     if args.model is not None:
-        if args.checkpoint or args.adapter:
+        if args.checkpoint or args.adapter or getattr(args, "log_length_keys", None):
             raise OmniMemError(
-                "--checkpoint and --adapter are TinyOmni's; leave them out with --model."
+                "--checkpoint, --adapter and --log-length-keys are TinyOmni's; leave them out "
+                "with --model."
             )
         from omnimem_ref.model.qwen_omni.loading import load_thinker, read_thinker_stream
 
@@ -87,7 +101,13 @@ def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[
     from omnimem_ref.evaluation import read_stream
     from omnimem_ref.model.checkpoint import load_model
 
-    tiny, tokenizer = load_model(args.checkpoint, args.adapter)
+    tiny, tokenizer = load_model(
+        args.checkpoint, args.adapter, getattr(args, "log_length_keys", None)
+    )
     checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else "shipped TinyOmni"
-    settings = {"model": checkpoint, "adapter": args.adapter}
+    settings = {
+        "model": checkpoint,
+        "adapter": args.adapter,
+        "log_length_keys": tiny.config.log_length_keys,
+    }
     return tiny.to(args.device), tokenizer, read_stream, settings

@@ -22,7 +22,12 @@ from omnimem_ref.benchmark import (
     write_csv,
     write_json,
 )
-from omnimem_ref.commands import add_threads_argument, apply_threads, require_at_least_one
+from omnimem_ref.commands import (
+    add_log_length_argument,
+    add_threads_argument,
+    apply_threads,
+    require_at_least_one,
+)
 from omnimem_ref.errors import OmniMemError
 from omnimem_ref.policies import parse_policies
 
@@ -57,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
+    add_log_length_argument(parser)
     parser.add_argument(
         "--steps-per-chunk", type=int, default=1, help="2-second steps per chunk (default 1)"
     )
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> None:
 
     from omnimem_ref.model.checkpoint import load_model
 
-    model, tokenizer = load_model(args.checkpoint, args.adapter)
+    model, tokenizer = load_model(args.checkpoint, args.adapter, args.log_length_keys)
     result = run_benchmark(
         model,
         tokenizer,

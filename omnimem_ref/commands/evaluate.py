@@ -11,6 +11,7 @@ import json
 
 from omnimem_ref.budget import parse_budget
 from omnimem_ref.commands import (
+    add_log_length_argument,
     add_model_arguments,
     add_threads_argument,
     apply_threads,
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", help="KV tokens per layer (e.g. 500) or a fraction (e.g. 0.1)")
     parser.add_argument("--checkpoint", help="model folder (default: the shipped TinyOmni)")
     parser.add_argument("--adapter", help="LoRA adapter folder written by `omnimem finetune`")
+    add_log_length_argument(parser)
     add_model_arguments(parser)
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

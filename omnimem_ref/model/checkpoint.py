@@ -22,10 +22,14 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def load_model(
-    path: str | Path | None = None, adapter: str | Path | None = None
+    path: str | Path | None = None,
+    adapter: str | Path | None = None,
+    log_length_keys: int | None = None,
 ) -> tuple[TinyOmniModel, Tokenizer]:
     """The model and tokenizer in ``path`` (default: the shipped checkpoint), in eval mode,
-    with the LoRA adapter in ``adapter`` applied if one is given (see ``model/adapter.py``)."""
+    with the LoRA adapter in ``adapter`` applied if one is given (see ``model/adapter.py``),
+    and log-length attention past ``log_length_keys`` keys if given (it overrides the
+    checkpoint's own setting; see ``model/log_length_attention.py``)."""
     directory = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not directory.is_dir():
         hint = (
@@ -57,6 +61,8 @@ def load_model(
             f"The checkpoint in {directory} is corrupt or incomplete ({type(error).__name__}); "
             "retrain it with `omnimem train-tiny` or restore the shipped one with git."
         ) from error
+    if log_length_keys is not None:
+        model.sharpen_attention_past(log_length_keys)
     if adapter is not None:
         from omnimem_ref.model.adapter import load_adapter  # peft loads slowly: only if asked
 

@@ -136,7 +136,15 @@ class TinyOmniModel(PreTrainedModel):
         )
         self.post_init()
         if config.log_length_keys is not None:
-            use_log_length_attention(self.language_model.config, config.log_length_keys)
+            self.sharpen_attention_past(config.log_length_keys)
+
+    def sharpen_attention_past(self, trained_keys: int) -> None:
+        """Switch on log-length attention (:mod:`omnimem_ref.model.log_length_attention`): a
+        query that sees ``n > trained_keys`` keys has its logits scaled by ``log n / log
+        trained_keys``. Recorded in the config, so it is saved with the model and a benchmark
+        JSON can say the model ran with it."""
+        use_log_length_attention(self.language_model.config, trained_keys)
+        self.config.log_length_keys = int(trained_keys)
 
     @property
     def backbone(self) -> Qwen2Model:
