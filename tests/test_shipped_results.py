@@ -40,16 +40,8 @@ def number(cell: str) -> float:
 # The README's benchmark tables: (the heading they follow, the results file they quote).
 BENCHMARK_TABLES = [
     ("### Measured: every policy at 5%, 10% and 20% of the stream", "bench_default.json"),
-    ("### The same benchmark on the harder world", "bench_hard.json"),
+    ("### The same benchmark on the harder world", "bench_hard_fourth.json"),
     ("#### On 30-minute clips, at a fixed number of tokens", "bench_hard_30min.json"),
-    ("#### A second schedule: `tinyomni-hard-9k`", "bench_hard_9k.json"),
-    ("| policy (30-minute clips) | 512 tokens | 2,048 tokens |", "bench_hard_30min_9k.json"),
-    ("#### A third schedule: `tinyomni-hard-third`", "bench_hard_third.json"),
-    (
-        "| `tinyomni-hard-third`, 30-minute clips | 512 tokens | 2,048 tokens |",
-        "bench_hard_30min_third.json",
-    ),
-    ("#### A fourth schedule: `tinyomni-hard-fourth`", "bench_hard_fourth.json"),
 ]
 
 
@@ -128,6 +120,44 @@ def test_fine_tuning_table_matches_the_committed_runs(header, without_file, with
         for cell, result in ((row[1], without), (row[2], with_adapter)):
             expected = 100 * result.record(policy, fraction).accuracy
             assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
+
+
+# The README's table of the hard world's training schedules: each checkpoint, its benchmark on
+# the test clips and its run on the 30-minute clips.
+SCHEDULES = [
+    ("`tinyomni-hard`", "bench_hard.json", "bench_hard_30min.json"),
+    ("`tinyomni-hard-9k`", "bench_hard_9k.json", "bench_hard_30min_9k.json"),
+    ("`tinyomni-hard-third`", "bench_hard_third.json", "bench_hard_30min_third.json"),
+    ("`tinyomni-hard-fourth`", "bench_hard_fourth.json", "bench_hard_30min_fourth.json"),
+]
+
+
+def test_schedule_table_matches_the_committed_runs():
+    """Full memory (overall, counting, `when`), OmniMem at 5% and 10%, full memory on 30-minute
+    clips, and each row's paired change in full memory from the row above."""
+    from omnimem_ref.stats import record_difference
+
+    rows = table_after("| checkpoint | schedule | CPU time | full memory |")
+    assert [row[0] for row in rows] == [name for name, _, _ in SCHEDULES]
+    previous = None
+    for row, (_, results_file, long_file) in zip(rows, SCHEDULES, strict=True):
+        result = load_result(ROOT / "results" / results_file)
+        full = result.full
+        expected = [
+            full.accuracy,
+            full.by_family["counting"],
+            full.by_family["when"],
+            result.record("omnimem", "0.05").accuracy,
+            result.record("omnimem", "0.1").accuracy,
+            load_result(ROOT / "results" / long_file).full.accuracy,
+        ]
+        for cell, value in zip([row[3], *row[5:10]], expected, strict=True):
+            assert number(cell) == pytest.approx(100 * value, abs=0.05), (row[0], cell)
+        change = (
+            "" if previous is None else str(record_difference(previous, full, result.questions))
+        )
+        assert row[4] == change, row[0]
+        previous = full
 
 
 def test_cost_sweep_table_matches_the_committed_sweep():
