@@ -211,3 +211,21 @@ def test_the_hard_adapter_was_trained_with_the_documented_recipe_on_the_hard_mod
     classic, _ = load_model(DEFAULT_CHECKPOINT)
     with pytest.raises(OmniMemError, match="trained for another base model"):
         load_adapter(classic, HARD_ADAPTER)
+
+
+HARD_FOURTH_ADAPTER = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-fourth-omnimem-lora"
+
+# README, "Budget-aware fine-tuning": the first checkpoint's recipe with three quarters of the
+# batches at full memory (the one of three recipes that met the targets on the validation seed).
+FOURTH_ADAPTER_RECIPE = ADAPTER_RECIPE | {"full_memory_share": 0.75, "learning_rate": 0.002}
+
+
+def test_the_fourth_checkpoints_adapter_was_trained_with_the_documented_recipe_on_it():
+    info = json.loads((HARD_FOURTH_ADAPTER / "omnimem_adapter.json").read_text())
+    config = info["finetune_config"]
+    assert {key: config[key] for key in FOURTH_ADAPTER_RECIPE} == FOURTH_ADAPTER_RECIPE
+    model, _ = load_model(HARD_FOURTH)
+    load_adapter(model, HARD_FOURTH_ADAPTER)  # its base fingerprint is the fourth checkpoint's
+    first, _ = load_model(HARD_CHECKPOINT)
+    with pytest.raises(OmniMemError, match="trained for another base model"):
+        load_adapter(first, HARD_FOURTH_ADAPTER)

@@ -103,6 +103,11 @@ FINE_TUNING_TABLES = [
         "bench_hard.json",
         "bench_hard_adapter_shipped.json",
     ),
+    (
+        "| policy @ budget | without adapter | with the hard-world checkpoint's adapter |",
+        "bench_hard_fourth.json",
+        "bench_hard_fourth_adapter.json",
+    ),
 ]
 
 
