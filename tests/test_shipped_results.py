@@ -165,6 +165,23 @@ def test_schedule_table_matches_the_committed_runs():
         previous = full
 
 
+LENGTH_TABLES = {
+    "`tinyomni-hard`": "accuracy_by_length_hard.json",
+    "`tinyomni-hard-9k`": "accuracy_by_length_hard_9k.json",
+    "`tinyomni-hard-fourth`": "accuracy_by_length_hard_fourth.json",
+}
+
+
+def test_accuracy_against_clip_length_table_matches_the_committed_runs():
+    rows = table_after("| checkpoint, full memory | 1 minute | 5 minutes |")
+    assert [row[0] for row in rows] == list(LENGTH_TABLES)
+    for row in rows:
+        runs = json.loads((ROOT / "results" / LENGTH_TABLES[row[0]]).read_text())
+        assert [r["seconds"] for r in runs] == [60, 300, 600, 1800, 3600]
+        for cell, run in zip(row[1:], runs, strict=True):
+            assert number(cell) == pytest.approx(100 * run["accuracy"], abs=0.05), (row[0], cell)
+
+
 def test_cost_sweep_table_matches_the_committed_sweep():
     records = json.loads((ROOT / "results" / "cost_sweep_small.json").read_text())["records"]
     by = {(r["policy"], r["budget_tokens"]): r for r in records}
