@@ -202,17 +202,6 @@ ADAPTER_RECIPE = {
 }
 
 
-def test_the_hard_adapter_was_trained_with_the_documented_recipe_on_the_hard_model():
-    info = json.loads((HARD_ADAPTER / "omnimem_adapter.json").read_text())
-    config = info["finetune_config"]
-    assert {key: config[key] for key in ADAPTER_RECIPE} == ADAPTER_RECIPE
-    model, _ = load_model(HARD_CHECKPOINT)
-    load_adapter(model, HARD_ADAPTER)  # its base fingerprint is the hard checkpoint's
-    classic, _ = load_model(DEFAULT_CHECKPOINT)
-    with pytest.raises(OmniMemError, match="trained for another base model"):
-        load_adapter(classic, HARD_ADAPTER)
-
-
 HARD_FOURTH_ADAPTER = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-fourth-omnimem-lora"
 
 # README, "Budget-aware fine-tuning": the first checkpoint's recipe with three quarters of the
@@ -220,12 +209,21 @@ HARD_FOURTH_ADAPTER = DEFAULT_CHECKPOINT.parent / "tinyomni-hard-fourth-omnimem-
 FOURTH_ADAPTER_RECIPE = ADAPTER_RECIPE | {"full_memory_share": 0.75, "learning_rate": 0.002}
 
 
-def test_the_fourth_checkpoints_adapter_was_trained_with_the_documented_recipe_on_it():
-    info = json.loads((HARD_FOURTH_ADAPTER / "omnimem_adapter.json").read_text())
-    config = info["finetune_config"]
-    assert {key: config[key] for key in FOURTH_ADAPTER_RECIPE} == FOURTH_ADAPTER_RECIPE
-    model, _ = load_model(HARD_FOURTH)
-    load_adapter(model, HARD_FOURTH_ADAPTER)  # its base fingerprint is the fourth checkpoint's
-    first, _ = load_model(HARD_CHECKPOINT)
+@pytest.mark.parametrize(
+    ("adapter", "recipe", "base", "other"),
+    [
+        (HARD_ADAPTER, ADAPTER_RECIPE, HARD_CHECKPOINT, DEFAULT_CHECKPOINT),
+        (HARD_FOURTH_ADAPTER, FOURTH_ADAPTER_RECIPE, HARD_FOURTH, HARD_CHECKPOINT),
+    ],
+    ids=["tinyomni-hard", "tinyomni-hard-fourth"],
+)
+def test_each_hard_adapter_has_its_documented_recipe_and_loads_only_on_its_base(
+    adapter, recipe, base, other
+):
+    config = json.loads((adapter / "omnimem_adapter.json").read_text())["finetune_config"]
+    assert {key: config[key] for key in recipe} == recipe
+    model, _ = load_model(base)
+    load_adapter(model, adapter)  # its base fingerprint is this checkpoint's
+    another, _ = load_model(other)
     with pytest.raises(OmniMemError, match="trained for another base model"):
-        load_adapter(first, HARD_FOURTH_ADAPTER)
+        load_adapter(another, adapter)
