@@ -41,7 +41,7 @@ def number(cell: str) -> float:
 BENCHMARK_TABLES = [
     ("### Measured: every policy at 5%, 10% and 20% of the stream", "bench_default.json"),
     ("### The same benchmark on the harder world", "bench_hard_fourth.json"),
-    ("#### On 30-minute clips, at a fixed number of tokens", "bench_hard_30min.json"),
+    ("#### On 30-minute clips, at a fixed number of tokens", "bench_hard_30min_fourth.json"),
 ]
 
 
