@@ -261,7 +261,7 @@ def test_eval_memory_table_matches_the_committed_run_and_stays_flat():
 def test_hard_long_stream_table_matches_the_committed_sweep():
     """The hard world's long-stream table: accuracy and peak RSS per clip length, full memory and
     OmniMem at 2,048 tokens, as `scripts/long_streams.py` wrote them."""
-    runs = json.loads((ROOT / "results" / "long_streams_hard.json").read_text())["runs"]
+    runs = json.loads((ROOT / "results" / "long_streams_hard_fourth.json").read_text())["runs"]
     by = {(r["minutes"], r["policy"]): r for r in runs}
     rows = table_after("| clip | questions | full memory: accuracy, peak RSS |")
     assert len(rows) == 4
