@@ -58,6 +58,32 @@ def test_benchmark_table_matches_the_committed_benchmark(heading, results_file):
             assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
 
 
+def row_key(label: str) -> tuple[str, str | None]:
+    """A comparison table's first cell -> (policy, budget key of the results file):
+    ``"omnimem @ 5%"`` -> ("omnimem", "0.05"), ``"omnimem at 2,048 tokens"`` -> ("omnimem",
+    "2048"), ``"full memory"`` or ``"full (upper bound)"`` -> ("full", None)."""
+    label = label.split(" (")[0]
+    if label.startswith("full"):
+        return "full", None
+    if "@" in label:
+        policy, budget = (part.strip() for part in label.split("@"))
+        return policy, str(float(budget.rstrip("%")) / 100)
+    policy, _, budget = label.partition(" at ")
+    return policy, budget.split(" ")[0].replace(",", "")
+
+
+def rows_of_two_runs(header: str, first_file: str, second_file: str):
+    """Each row of the table under ``header``, with the two runs' records it quotes, and the
+    questions they share (a comparison table: a label, then the first and second run's cells)."""
+    first = load_result(ROOT / "results" / first_file)
+    second = load_result(ROOT / "results" / second_file)
+    rows = table_after(header)
+    assert rows
+    for row in rows:
+        policy, budget = row_key(row[0])
+        yield row, first.record(policy, budget), second.record(policy, budget), first.questions
+
+
 # The README's before/after tables: (their header, the run before, the run after).
 BEFORE_AFTER_TABLES = [
     (
@@ -73,17 +99,10 @@ def test_before_and_after_table_matches_the_committed_runs(header, before_file, 
     """Each row: accuracy before, after, and the paired interval `omnimem compare` prints."""
     from omnimem_ref.stats import record_difference
 
-    before = load_result(ROOT / "results" / before_file)
-    after = load_result(ROOT / "results" / after_file)
-    rows = table_after(header)
-    assert rows
-    for row in rows:
-        policy, _, budget = row[0].split(" (")[0].partition(" at ")
-        key = None if policy == "full" else budget.split(" ")[0].replace(",", "")
-        a, b = before.record(policy, key), after.record(policy, key)
+    for row, a, b, questions in rows_of_two_runs(header, before_file, after_file):
         assert number(row[1]) == pytest.approx(100 * a.accuracy, abs=0.05), row
         assert number(row[2]) == pytest.approx(100 * b.accuracy, abs=0.05), row
-        assert row[3] == str(record_difference(a, b, before.questions)), row
+        assert row[3] == str(record_difference(a, b, questions)), row
 
 
 # The README's fine-tuning tables: (their header, the runs without and with the adapter).
@@ -113,18 +132,11 @@ FINE_TUNING_TABLES = [
 
 @pytest.mark.parametrize(("header", "without_file", "with_file"), FINE_TUNING_TABLES)
 def test_fine_tuning_table_matches_the_committed_runs(header, without_file, with_file):
-    without = load_result(ROOT / "results" / without_file)
-    with_adapter = load_result(ROOT / "results" / with_file)
-    rows = table_after(header)
-    assert rows
-    for row in rows:
+    for row, without, with_adapter, _ in rows_of_two_runs(header, without_file, with_file):
         if row[0].startswith("full"):
             continue
-        policy, budget = (part.strip() for part in row[0].split("@"))
-        fraction = str(float(budget.rstrip("%")) / 100)
-        for cell, result in ((row[1], without), (row[2], with_adapter)):
-            expected = 100 * result.record(policy, fraction).accuracy
-            assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
+        for cell, record in ((row[1], without), (row[2], with_adapter)):
+            assert number(cell) == pytest.approx(100 * record.accuracy, abs=0.05), row
 
 
 # The README's table of the hard world's training schedules: each checkpoint, its benchmark on

@@ -84,8 +84,9 @@ def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[
     """The model ``--model`` (a Qwen2.5-Omni thinker folder) or ``--checkpoint``/``--adapter``
     (TinyOmni) name, on ``--device``: (model, tokenizer, clip reader ``read(model, path)``, the
     settings a results file records of the model). The same session drives either model."""
+    log_length_keys = getattr(args, "log_length_keys", None)  # eval has it; demo does not
     if args.model is not None:
-        if args.checkpoint or args.adapter or getattr(args, "log_length_keys", None):
+        if args.checkpoint or args.adapter or log_length_keys:
             raise OmniMemError(
                 "--checkpoint, --adapter and --log-length-keys are TinyOmni's; leave them out "
                 "with --model."
@@ -101,9 +102,7 @@ def load_streaming_model(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[
     from omnimem_ref.evaluation import read_stream
     from omnimem_ref.model.checkpoint import load_model
 
-    tiny, tokenizer = load_model(
-        args.checkpoint, args.adapter, getattr(args, "log_length_keys", None)
-    )
+    tiny, tokenizer = load_model(args.checkpoint, args.adapter, log_length_keys)
     checkpoint = str(Path(args.checkpoint).resolve()) if args.checkpoint else "shipped TinyOmni"
     settings = {
         "model": checkpoint,
