@@ -6,6 +6,8 @@
 #   scripts/train_on_gpu.sh lengths OUT_DIR [CLIPS_PER_LENGTH]       about 2.5 min
 #   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
 #   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
+#   scripts/train_on_gpu.sh long    OUT_DIR [STEPS]                  warm start on long real clips
+#   scripts/train_on_gpu.sh versus  OUT_DIR BASE [CLIPS_PER_LENGTH]  OUT_DIR against BASE, long clips
 #
 # train    the recipe of omnimem_ref/checkpoints/tinyomni-hard: hard world, half the batches
 #          stretched to stand for clips up to an hour, time features without the ramp, with the
@@ -31,13 +33,25 @@
 #          already done are skipped, so it resumes too.
 # shipped  the recipe of omnimem_ref/checkpoints/tinyomni: train-tiny's defaults (classic world,
 #          6000 steps, nothing stretched, the original time features), 407 s on an H100 host.
+# long     a warm start from INIT_FROM (default omnimem_ref/checkpoints/tinyomni-hard-fourth) on
+#          real clips of LONG_MIN to LONG_MAX seconds (default 120 to 1800) from the first step,
+#          STEPS (default 600) at half the fourth schedule's peak learning rate, saving every 50:
+#          the run no CPU here can make (docs/training.md, "Thirty minutes: what a CPU cannot
+#          train"). A batch is two clips, up to 16,200 tokens each; rendering, not the GPU, sets
+#          the pace again (two 30-minute clips take ~14 s on one core, so with 14 workers a step
+#          is ~1.2 s at worst and 600 steps under ~10 min, estimated). Resumes like train.
+# versus   generates CLIPS_PER_LENGTH new clips (default 10; seeds seconds x 1000 + k, none of
+#          them a test clip) of each length in LENGTHS (default 1800 3600), streams each through
+#          OUT_DIR and through BASE at full memory, and prints both accuracies per length and
+#          OUT_DIR's change with its 95% paired interval over clips (OUT_DIR.versus/versus.txt).
+#          These clips are for choosing; the README's tables come from the test clips after.
 #
 # Environment: PYTHON (python3), DEVICE (cuda), WORKERS (nproc - 2), LENGTHS, WORLD (of the
 # length sweep; default the world OUT_DIR was trained on), EVAL_JOBS (8: evaluations at once),
-# LENGTHS_DIR (OUT_DIR.lengths). The shipped model's curve on its own (classic) world:
+# LENGTHS_DIR (OUT_DIR.lengths; OUT_DIR.versus for versus), INIT_FROM, LONG_MIN, LONG_MAX. The shipped model's curve on its own (classic) world:
 #   LENGTHS_DIR=runs/shipped.lengths scripts/train_on_gpu.sh lengths omnimem_ref/checkpoints/tinyomni
 set -euo pipefail
-usage="usage: scripts/train_on_gpu.sh train|lengths|all|shipped OUT_DIR [...]"
+usage="usage: scripts/train_on_gpu.sh train|lengths|all|shipped|long|versus OUT_DIR [...]"
 phase=${1:?$usage}
 out=${2:?$usage}
 out=${out%/}
@@ -68,6 +82,14 @@ train() {
         ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--layers 6 --width 256"
 }
 
+# The fourth schedule's model, trained on long real clips (top of this file, "long").
+long() {
+    local longest=${LONG_MAX:-1800}
+    train_or_resume --init-from "${INIT_FROM:-omnimem_ref/checkpoints/tinyomni-hard-fourth}" \
+        --seed 6 --lr 0.0005 --min-seconds "${LONG_MIN:-120}" --curriculum-seconds "$longest" \
+        --max-seconds "$longest" --steps "${1:-600}" --save-every 50
+}
+
 # One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
 generate_one() {
     local folder="$LENGTHS_DIR/${1}s/seed$2"
@@ -81,7 +103,7 @@ generate_one() {
 }
 export -f generate_one
 
-# Every question of one folder's clip answered at full memory, to answers.json beside it.
+# Every question of one folder's clip answered at full memory, to $ANSWERS (answers.json) beside it.
 EVALUATE_ONE=$(cat <<'EOF'
 import json, sys, warnings
 from pathlib import Path
@@ -89,19 +111,20 @@ import torch
 from omnimem_ref.evaluation import evaluate
 from omnimem_ref.model.checkpoint import load_model
 
-checkpoint, folder, device = sys.argv[1:4]
+checkpoint, folder, device, answers_file = sys.argv[1:5]
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")  # a clip longer than training saw: that is the measurement
 model, tokenizer = load_model(checkpoint)
 result = evaluate(model.to(device), tokenizer, folder, "full", None, progress=False)
 seconds = json.loads((Path(folder) / "manifest.json").read_text())["parameters"]["duration"]
 answers = {"seconds": seconds, "predictions": result.predictions}
-(Path(folder) / "answers.json").write_text(json.dumps(answers))
+(Path(folder) / answers_file).write_text(json.dumps(answers))
 EOF
 )
 export EVALUATE_ONE
 evaluate_one() {
-    [[ -f "$2/answers.json" ]] || "$PYTHON" -c "$EVALUATE_ONE" "$1" "$2" "$DEVICE"
+    local answers=${ANSWERS:-answers.json}
+    [[ -f "$2/$answers" ]] || "$PYTHON" -c "$EVALUATE_ONE" "$1" "$2" "$DEVICE" "$answers"
 }
 export -f evaluate_one
 
@@ -148,20 +171,75 @@ ax.figure.savefig(root / "accuracy_by_length.png", dpi=150, bbox_inches="tight")
 EOF
 )
 
+# OUT_DIR's and BASE's answers on the same clips: accuracy per length, and the paired change.
+COMPARE=$(cat <<'EOF'
+import json, sys
+from collections import defaultdict
+from pathlib import Path
+from omnimem_ref.stats import paired_bootstrap
+
+root, new, base = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+by_length = defaultdict(lambda: ([], [], []))  # base hits, new hits, the clip of each question
+for folder in sorted(p.parent for p in root.glob("*/*/answers_new.json")):
+    runs = [json.loads((folder / f"answers_{w}.json").read_text()) for w in ("base", "new")]
+    base_hits, new_hits, clips = by_length[runs[0]["seconds"]]
+    for a, b in zip(*(r["predictions"] for r in runs), strict=True):
+        base_hits.append(a["prediction"] == a["answer"])
+        new_hits.append(b["prediction"] == b["answer"])
+        clips.append(folder.name)
+lines = [f"full memory on the same new clips: {new} (new) against {base} (base)",
+         f"{'clip length':>11}{'clips':>7}{'questions':>11}{'base':>7}{'new':>7}"
+         "  change [95% paired interval over clips]"]
+for seconds in sorted(by_length):
+    base_hits, new_hits, clips = by_length[seconds]
+    change = paired_bootstrap(base_hits, new_hits, clips)
+    lines.append(f"{seconds:>10g}s{len(set(clips)):>7}{len(clips):>11}"
+                 f"{100 * sum(base_hits) / len(clips):>7.1f}{100 * sum(new_hits) / len(clips):>7.1f}"
+                 f"  {change.estimate:+.1f} [{change.low:+.1f}, {change.high:+.1f}]")
+text = "\n".join(lines)
+print(text)
+(root / "versus.txt").write_text(text + "\n")
+EOF
+)
+
+# "seconds seed" for CLIPS_PER_LENGTH ($2) clips of each length in LENGTHS, seeds seconds x $1
+# + k, the longest first so that they do not finish last.
+clip_jobs() {
+    for seconds in ${LENGTHS:-60 300 600 1800 3600}; do
+        for k in $(seq 1 "$2"); do echo "$seconds $((seconds * $1 + k))"; done
+    done | sort -k1,1nr
+}
+
+# Generate the clips of the "seconds seed" lines $1 (every core at once) and stream each through
+# checkpoint $2 at full memory, EVAL_JOBS at a time.
+generate_and_evaluate() {
+    xargs -P "$(nproc)" -n 2 bash -c 'generate_one "$@"' _ <<< "$1"
+    awk -v root="$LENGTHS_DIR" '{print root "/" $1 "s/seed" $2}' <<< "$1" \
+        | xargs -P "${EVAL_JOBS:-8}" -I{} bash -c 'evaluate_one "$1" "$2"' _ "$2" {}
+}
+
+trained_world() {
+    "$PYTHON" -c "import json, sys
+print(json.load(open(sys.argv[1]))['train_config'].get('world', 'classic'))" "$1/training.json"
+}
+
 lengths() {
-    local clips=${1:-4} jobs
     export LENGTHS_DIR=${LENGTHS_DIR:-$out.lengths}
-    export WORLD=${WORLD:-$("$PYTHON" -c "import json, sys
-print(json.load(open(sys.argv[1]))['train_config'].get('world', 'classic'))" "$out/training.json")}
+    export WORLD=${WORLD:-$(trained_world "$out")}
     mkdir -p "$LENGTHS_DIR"
-    # "seconds seed" per clip, the longest first so that they do not finish last
-    jobs=$(for seconds in ${LENGTHS:-60 300 600 1800 3600}; do
-        for k in $(seq 1 "$clips"); do echo "$seconds $((seconds * 100 + k))"; done
-    done | sort -k1,1nr)
-    xargs -P "$(nproc)" -n 2 bash -c 'generate_one "$@"' _ <<< "$jobs"
-    awk -v root="$LENGTHS_DIR" '{print root "/" $1 "s/seed" $2}' <<< "$jobs" \
-        | xargs -P "${EVAL_JOBS:-8}" -I{} bash -c 'evaluate_one "$1" "$2"' _ "$out" {}
+    generate_and_evaluate "$(clip_jobs 100 "${1:-4}")" "$out"
     "$PYTHON" -c "$SUMMARISE" "$out" "$LENGTHS_DIR"
+}
+
+versus() {
+    local base=${1:?usage: scripts/train_on_gpu.sh versus OUT_DIR BASE [CLIPS_PER_LENGTH]} jobs
+    export LENGTHS_DIR=${LENGTHS_DIR:-$out.versus} LENGTHS=${LENGTHS:-1800 3600}
+    export WORLD=${WORLD:-$(trained_world "$out")}
+    mkdir -p "$LENGTHS_DIR"
+    jobs=$(clip_jobs 1000 "${2:-10}")
+    ANSWERS=answers_new.json generate_and_evaluate "$jobs" "$out"
+    ANSWERS=answers_base.json generate_and_evaluate "$jobs" "$base"
+    "$PYTHON" -c "$COMPARE" "$LENGTHS_DIR" "$out" "$base"
 }
 
 case "$phase" in
@@ -169,5 +247,7 @@ case "$phase" in
     lengths) lengths "${@:3}" ;;
     all) train && lengths ;;
     shipped) train_or_resume ;;
-    *) echo "usage: scripts/train_on_gpu.sh train|lengths|all|shipped OUT_DIR [...]" >&2; exit 2 ;;
+    long) long "${@:3}" ;;
+    versus) versus "${@:3}" ;;
+    *) echo "$usage" >&2; exit 2 ;;
 esac

@@ -125,3 +125,34 @@ def test_under_the_hard_recipe_a_warm_start_may_train_on_longer_real_clips():
     assert model.config.max_seconds == 3600.0
     with pytest.raises(OmniMemError, match="train in max_seconds"):
         training.warm_model(replace(hard, stretch_share=0.0, max_seconds=300.0))
+
+
+def test_a_long_clip_warm_start_draws_only_long_clips():
+    """``--min-seconds`` and ``--curriculum-seconds`` change what is drawn, not the model: the
+    recipe of ``scripts/train_on_gpu.sh long`` (clips of 300 to 1,800 s from the first step)
+    builds tinyomni-hard-fourth's own model, and every step draws a clip in that range."""
+    ckpt = str(DEFAULT_CHECKPOINT.parent / "tinyomni-hard-fourth")
+    long_clips = replace(
+        training.saved_run(ckpt).config, init_from=ckpt, seed=6, min_seconds=300.0,
+        curriculum_seconds=1800.0, max_seconds=1800.0,
+    )  # fmt: skip
+    assert training.warm_model(long_clips).config.max_seconds == 3600.0
+    rng = np.random.default_rng(0)
+    drawn = [training.duration_for_step(long_clips, step, rng) for step in range(0, 2000, 10)]
+    assert 300 <= min(drawn) < 450 and 1650 < max(drawn) <= 1800
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--min-seconds", "8"],
+        ["--min-seconds", "100"],  # past the first half's curriculum of 64 s
+        ["--min-seconds", "300", "--curriculum-seconds", "1800", "--max-seconds", "200"],
+    ],
+)
+def test_train_tiny_refuses_clip_lengths_it_cannot_draw(tmp_path: Path, capsys, extra) -> None:
+    out = tmp_path / "x"
+    code, _, err = run_cli(capsys, "train-tiny", "--out", str(out), "--steps", "2", *extra)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "every step draws a clip length between them" in err
+    assert not out.exists()

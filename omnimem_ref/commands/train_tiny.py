@@ -37,6 +37,7 @@ from omnimem_ref.errors import OmniMemError
 from omnimem_ref.training.objective import COUNT_TARGETS
 from omnimem_ref.training.train_tiny import FREE_ON_RESUME, TrainConfig, saved_run, train_tiny
 from omnimem_ref.world.presets import PRESETS, parse_families
+from omnimem_ref.world.scene import MIN_DURATION
 
 # option -> the TrainConfig field it sets. These options default to None (left out): a new run
 # then takes TrainConfig's default, a resumed one the value it was started with.
@@ -45,6 +46,8 @@ OPTIONS = {
     "--seed": "seed",
     "--lr": "learning_rate",
     "--max-seconds": "max_seconds",
+    "--min-seconds": "min_seconds",
+    "--curriculum-seconds": "curriculum_seconds",
     "--batch": "clips_per_batch_at_40s",
     "--workers": "workers",
     "--evidence-weight": "evidence_weight",
@@ -96,6 +99,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-seconds",
         type=float,
         help=f"longest clip duration to train on (default {defaults.max_seconds:g})",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        help=f"shortest clip duration to train on (default {defaults.min_seconds:g})",
+    )
+    parser.add_argument(
+        "--curriculum-seconds",
+        type=float,
+        help="longest clip in the first half of the steps, which learn fastest on short clips "
+        f"(default {defaults.curriculum_seconds:g}; set it to --max-seconds for long clips "
+        "throughout, e.g. a warm start on long real clips)",
     )
     parser.add_argument(
         "--batch",
@@ -256,6 +271,12 @@ def check_settings(config: TrainConfig) -> None:
         raise OmniMemError(
             f"--count-boost must be above 0, and other than 1 only with --count-target spread or "
             f"spread-per-head, got {config.count_boost:g} with {config.count_target}."
+        )
+    if not MIN_DURATION <= config.min_seconds <= min(config.curriculum_seconds, config.max_seconds):
+        raise OmniMemError(
+            f"--min-seconds ({config.min_seconds:g}) must be at least {MIN_DURATION:g} and at most "
+            f"--curriculum-seconds ({config.curriculum_seconds:g}) and --max-seconds "
+            f"({config.max_seconds:g}): every step draws a clip length between them."
         )
     if config.stretch_share > 0 and config.stretch_seconds < config.max_seconds:
         raise OmniMemError(
