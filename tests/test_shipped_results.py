@@ -285,3 +285,19 @@ def test_hard_long_stream_table_matches_the_committed_sweep():
             assert number(accuracy) == pytest.approx(100 * run["accuracy"], abs=0.05), row
             assert number(rss) == pytest.approx(run["peak_rss_mib"], abs=0.5), row
             assert int(row[1]) == run["n"], row
+
+
+def test_per_layer_or_per_head_validation_table_matches_the_committed_run():
+    """The hard world's validation run that kept OmniMem per layer: both accuracies per budget,
+    and the paired interval `omnimem bench` prints for choosing per head."""
+    from omnimem_ref.stats import record_difference
+
+    result = load_result(ROOT / "results" / "bench_hard_fourth_val_per_head.json")
+    rows = table_after("| hard world, 100 validation clips | per layer (`omnimem`) |")
+    assert [row[0] for row in rows] == ["5%", "10%", "20%"]
+    for row in rows:
+        budget = str(float(row[0].rstrip("%")) / 100)
+        layer, head = result.record("omnimem", budget), result.record("omnimem-per-head", budget)
+        assert number(row[1]) == pytest.approx(100 * layer.accuracy, abs=0.05), row
+        assert number(row[2]) == pytest.approx(100 * head.accuracy, abs=0.05), row
+        assert row[3] == str(record_difference(layer, head, result.questions)), row
