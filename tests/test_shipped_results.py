@@ -181,6 +181,7 @@ LENGTH_TABLES = {
     "`tinyomni-hard`": "accuracy_by_length_hard.json",
     "`tinyomni-hard-9k`": "accuracy_by_length_hard_9k.json",
     "`tinyomni-hard-fourth`": "accuracy_by_length_hard_fourth.json",
+    "`tinyomni-hard-fourth`, log-length attention": "accuracy_by_length_hard_fourth_log_length.json",
 }
 
 
