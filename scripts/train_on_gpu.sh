@@ -6,7 +6,7 @@
 #   scripts/train_on_gpu.sh lengths OUT_DIR [CLIPS_PER_LENGTH]       about 2.5 min
 #   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
 #   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
-#   scripts/train_on_gpu.sh long    OUT_DIR [STEPS]                  warm start on long real clips
+#   scripts/train_on_gpu.sh long    OUT_DIR [STEPS]                  warm start, short and long clips
 #   scripts/train_on_gpu.sh versus  OUT_DIR BASE [CLIPS_PER_LENGTH]  OUT_DIR against BASE, long clips
 #
 # train    the recipe of omnimem_ref/checkpoints/tinyomni-hard: hard world, half the batches
@@ -33,22 +33,24 @@
 #          already done are skipped, so it resumes too.
 # shipped  the recipe of omnimem_ref/checkpoints/tinyomni: train-tiny's defaults (classic world,
 #          6000 steps, nothing stretched, the original time features), 407 s on an H100 host.
-# long     a warm start from INIT_FROM (default omnimem_ref/checkpoints/tinyomni-hard-fourth) on
-#          real clips of LONG_MIN to LONG_MAX seconds (default 120 to 1800) from the first step,
-#          STEPS (default 600) at half the fourth schedule's peak learning rate, saving every 50:
-#          the run no CPU here can make (docs/training.md, "Thirty minutes: what a CPU cannot
-#          train"). A batch is two clips, up to 16,200 tokens each; rendering, not the GPU, sets
-#          the pace again (two 30-minute clips take ~14 s on one core, so with 14 workers a step
-#          is ~1.2 s at worst and 600 steps under ~10 min, estimated). Resumes like train.
+# long     a warm start from INIT_FROM (default omnimem_ref/checkpoints/tinyomni-hard-fourth):
+#          STEPS (default 1600) at half the fourth schedule's peak learning rate, saving every
+#          50. The first half draws the fourth's own clip lengths (16-120 s); in the second half
+#          SHORT_SHARE (0.5) of the steps still do, the rest draw real clips of up to LONG_MAX
+#          seconds (1800): a CPU pilot on long clips alone forgot the short ones (docs/training.md,
+#          "Thirty minutes: what a CPU cannot train", which explains why this needs a GPU). A long
+#          batch is two clips of up to 16,200 tokens each; rendering, not the GPU, sets the pace
+#          (two 30-minute clips take ~14 s on one core, so ~1 s a long step with 14 workers, and
+#          the whole run about 7 min, estimated). Resumes like train.
 # versus   generates CLIPS_PER_LENGTH new clips (default 10; seeds seconds x 1000 + k, none of
-#          them a test clip) of each length in LENGTHS (default 1800 3600), streams each through
+#          them a test clip) of each length in LENGTHS (default 60 1800 3600), streams each through
 #          OUT_DIR and through BASE at full memory, and prints both accuracies per length and
 #          OUT_DIR's change with its 95% paired interval over clips (OUT_DIR.versus/versus.txt).
 #          These clips are for choosing; the README's tables come from the test clips after.
 #
 # Environment: PYTHON (python3), DEVICE (cuda), WORKERS (nproc - 2), LENGTHS, WORLD (of the
 # length sweep; default the world OUT_DIR was trained on), EVAL_JOBS (8: evaluations at once),
-# LENGTHS_DIR (OUT_DIR.lengths; OUT_DIR.versus for versus), INIT_FROM, LONG_MIN, LONG_MAX. The shipped model's curve on its own (classic) world:
+# LENGTHS_DIR (OUT_DIR.lengths; OUT_DIR.versus for versus), INIT_FROM, LONG_MAX, SHORT_SHARE. The shipped model's curve on its own (classic) world:
 #   LENGTHS_DIR=runs/shipped.lengths scripts/train_on_gpu.sh lengths omnimem_ref/checkpoints/tinyomni
 set -euo pipefail
 usage="usage: scripts/train_on_gpu.sh train|lengths|all|shipped|long|versus OUT_DIR [...]"
@@ -84,10 +86,10 @@ train() {
 
 # The fourth schedule's model, trained on long real clips (top of this file, "long").
 long() {
-    local longest=${LONG_MAX:-1800}
     train_or_resume --init-from "${INIT_FROM:-omnimem_ref/checkpoints/tinyomni-hard-fourth}" \
-        --seed 6 --lr 0.0005 --min-seconds "${LONG_MIN:-120}" --curriculum-seconds "$longest" \
-        --max-seconds "$longest" --steps "${1:-600}" --save-every 50
+        --seed 6 --lr 0.0005 --min-seconds 16 --curriculum-seconds 120 \
+        --max-seconds "${LONG_MAX:-1800}" --short-share "${SHORT_SHARE:-0.5}" \
+        --steps "${1:-1600}" --save-every 50
 }
 
 # One hard-world clip of $1 seconds, seed $2, in its own folder (skipped if already there).
@@ -233,7 +235,7 @@ lengths() {
 
 versus() {
     local base=${1:?usage: scripts/train_on_gpu.sh versus OUT_DIR BASE [CLIPS_PER_LENGTH]} jobs
-    export LENGTHS_DIR=${LENGTHS_DIR:-$out.versus} LENGTHS=${LENGTHS:-1800 3600}
+    export LENGTHS_DIR=${LENGTHS_DIR:-$out.versus} LENGTHS=${LENGTHS:-60 1800 3600}
     export WORLD=${WORLD:-$(trained_world "$out")}
     mkdir -p "$LENGTHS_DIR"
     jobs=$(clip_jobs 1000 "${2:-10}")

@@ -48,6 +48,7 @@ OPTIONS = {
     "--max-seconds": "max_seconds",
     "--min-seconds": "min_seconds",
     "--curriculum-seconds": "curriculum_seconds",
+    "--short-share": "short_share",
     "--batch": "clips_per_batch_at_40s",
     "--workers": "workers",
     "--evidence-weight": "evidence_weight",
@@ -111,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest clip in the first half of the steps, which learn fastest on short clips "
         f"(default {defaults.curriculum_seconds:g}; set it to --max-seconds for long clips "
         "throughout, e.g. a warm start on long real clips)",
+    )
+    parser.add_argument(
+        "--short-share",
+        type=float,
+        metavar="F",
+        help="share of the second half's steps that stay at the first half's clip lengths, so "
+        f"a schedule on long clips keeps the short ones (default {defaults.short_share:g})",
     )
     parser.add_argument(
         "--batch",
@@ -261,6 +269,8 @@ def check_settings(config: TrainConfig) -> None:
             f"--layers must be 2 or more and --width a multiple of 64 (heads of 32 dimensions, "
             f"in pairs), got {config.layers} and {config.width}."
         )
+    if not 0 <= config.short_share <= 1:
+        raise OmniMemError(f"--short-share must be between 0 and 1, got {config.short_share:g}.")
     if not 0 <= config.stretch_share <= 1:
         raise OmniMemError(
             f"--stretch-share must be between 0 and 1, got {config.stretch_share:g}."

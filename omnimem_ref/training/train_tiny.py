@@ -101,6 +101,9 @@ class TrainConfig:
     min_seconds: float = 16.0
     max_seconds: float = 120.0
     curriculum_seconds: float = 64.0  # longest clip during the first half
+    # In the second half, this share of the steps still draws up to ``curriculum_seconds``: a
+    # schedule on long clips that keeps showing the short ones it must not forget.
+    short_share: float = 0.0
     probe_weight: float = 1.0
     evidence_weight: float = 1.0  # attention supervision towards each question's evidence
     workers: int = 1  # background processes rendering batches
@@ -173,9 +176,12 @@ def legacy_count_target(count_onsets: bool, count_spread: bool, spread_per_head:
 
 def duration_for_step(config: TrainConfig, step: int, rng: np.random.Generator) -> float:
     """A clip length for ``step``: up to ``curriculum_seconds`` in the first half of the run,
-    up to ``max_seconds`` after (never past it, however short ``max_seconds`` is)."""
+    up to ``max_seconds`` after (never past it, however short ``max_seconds`` is), but for a
+    ``short_share`` of the second half's steps, which stay at the first half's lengths."""
     curriculum = min(config.curriculum_seconds, config.max_seconds)
     longest = curriculum if step < config.steps // 2 else config.max_seconds
+    if config.short_share > 0 and longest > curriculum and rng.random() < config.short_share:
+        longest = curriculum  # drawn only when asked for: older runs' batches stay the same
     return float(rng.uniform(config.min_seconds, longest))
 
 
