@@ -6,8 +6,8 @@
 #   scripts/train_on_gpu.sh lengths OUT_DIR [CLIPS_PER_LENGTH]       about 2.5 min
 #   scripts/train_on_gpu.sh all     OUT_DIR                          both, one after the other
 #   scripts/train_on_gpu.sh shipped OUT_DIR                          the shipped checkpoint's recipe
-#   scripts/train_on_gpu.sh long    OUT_DIR [STEPS]                  warm start, short and long clips
-#   scripts/train_on_gpu.sh versus  OUT_DIR BASE [CLIPS_PER_LENGTH]  OUT_DIR against BASE, long clips
+#   scripts/train_on_gpu.sh long    OUT_DIR [STEPS]                  warm start, short + long clips
+#   scripts/train_on_gpu.sh versus  OUT_DIR BASE [CLIPS_PER_LENGTH]  OUT_DIR against BASE, 1-60 min
 #
 # train    the recipe of omnimem_ref/checkpoints/tinyomni-hard: hard world, half the batches
 #          stretched to stand for clips up to an hour, time features without the ramp, with the
@@ -50,7 +50,8 @@
 #
 # Environment: PYTHON (python3), DEVICE (cuda), WORKERS (nproc - 2), LENGTHS, WORLD (of the
 # length sweep; default the world OUT_DIR was trained on), EVAL_JOBS (8: evaluations at once),
-# LENGTHS_DIR (OUT_DIR.lengths; OUT_DIR.versus for versus), INIT_FROM, LONG_MAX, SHORT_SHARE. The shipped model's curve on its own (classic) world:
+# LENGTHS_DIR (OUT_DIR.lengths; OUT_DIR.versus for versus), INIT_FROM, LONG_MAX, SHORT_SHARE.
+# The shipped model's curve on its own (classic) world:
 #   LENGTHS_DIR=runs/shipped.lengths scripts/train_on_gpu.sh lengths omnimem_ref/checkpoints/tinyomni
 set -euo pipefail
 usage="usage: scripts/train_on_gpu.sh train|lengths|all|shipped|long|versus OUT_DIR [...]"
@@ -84,7 +85,7 @@ train() {
         ${TRAIN_OPTIONS:-}  # e.g. TRAIN_OPTIONS="--layers 6 --width 256"
 }
 
-# The fourth schedule's model, trained on long real clips (top of this file, "long").
+# The hard-world checkpoint trained on, on short and long real clips (top of this file, "long").
 long() {
     train_or_resume --init-from "${INIT_FROM:-omnimem_ref/checkpoints/tinyomni-hard-fourth}" \
         --seed 6 --lr 0.0005 --min-seconds 16 --curriculum-seconds 120 \
@@ -195,8 +196,9 @@ lines = [f"full memory on the same new clips: {new} (new) against {base} (base)"
 for seconds in sorted(by_length):
     base_hits, new_hits, clips = by_length[seconds]
     change = paired_bootstrap(base_hits, new_hits, clips)
+    base_accuracy, new_accuracy = (100 * sum(h) / len(clips) for h in (base_hits, new_hits))
     lines.append(f"{seconds:>10g}s{len(set(clips)):>7}{len(clips):>11}"
-                 f"{100 * sum(base_hits) / len(clips):>7.1f}{100 * sum(new_hits) / len(clips):>7.1f}"
+                 f"{base_accuracy:>7.1f}{new_accuracy:>7.1f}"
                  f"  {change.estimate:+.1f} [{change.low:+.1f}, {change.high:+.1f}]")
 text = "\n".join(lines)
 print(text)
