@@ -16,10 +16,8 @@ Run one length per process: the peak resident memory printed is the process's.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,14 +25,13 @@ import torch
 from omnimem_ref.model.checkpoint import load_model
 from omnimem_ref.training.batches import make_batch
 from omnimem_ref.training.objective import compute_loss
-from omnimem_ref.training.train_tiny import TrainConfig, training_world
+from omnimem_ref.training.train_tiny import saved_run, training_world
 
 
 def step_cost(checkpoint: str, seconds: float, clips: int, seed: int = 0) -> dict[str, float]:
     """Seconds to render, run forward and backward one batch, and the peak RSS in MiB after."""
     model, tokenizer = load_model(checkpoint)
-    saved = json.loads((Path(checkpoint) / "training.json").read_text())["train_config"]
-    config = TrainConfig.from_saved(saved)
+    config = saved_run(checkpoint, action="measure").config  # the checkpoint's own settings
     start = time.perf_counter()
     batch = make_batch(
         np.random.default_rng(seed), tokenizer, model.config.feature_spec, clips, seconds,

@@ -58,6 +58,11 @@ def test_benchmark_table_matches_the_committed_benchmark(heading, results_file):
             assert number(cell) == pytest.approx(expected, abs=0.05), (policy, budget, cell)
 
 
+def fraction_key(percent: str) -> str:
+    """A table's ``"5%"`` -> ``"0.05"``, the budget key of a results file."""
+    return str(float(percent.rstrip("%")) / 100)
+
+
 def row_key(label: str) -> tuple[str, str | None]:
     """A comparison table's first cell -> (policy, budget key of the results file):
     ``"omnimem @ 5%"`` -> ("omnimem", "0.05"), ``"omnimem at 2,048 tokens"`` -> ("omnimem",
@@ -67,7 +72,7 @@ def row_key(label: str) -> tuple[str, str | None]:
         return "full", None
     if "@" in label:
         policy, budget = (part.strip() for part in label.split("@"))
-        return policy, str(float(budget.rstrip("%")) / 100)
+        return policy, fraction_key(budget)
     policy, _, budget = label.partition(" at ")
     return policy, budget.split(" ")[0].replace(",", "")
 
@@ -297,7 +302,7 @@ def test_per_layer_or_per_head_validation_table_matches_the_committed_run():
     rows = table_after("| hard world, 100 validation clips | per layer (`omnimem`) |")
     assert [row[0] for row in rows] == ["5%", "10%", "20%"]
     for row in rows:
-        budget = str(float(row[0].rstrip("%")) / 100)
+        budget = fraction_key(row[0])
         layer, head = result.record("omnimem", budget), result.record("omnimem-per-head", budget)
         assert number(row[1]) == pytest.approx(100 * layer.accuracy, abs=0.05), row
         assert number(row[2]) == pytest.approx(100 * head.accuracy, abs=0.05), row
